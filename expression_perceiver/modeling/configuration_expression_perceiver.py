@@ -1,0 +1,214 @@
+"""Configurations of the DNA, Protein and Protein&DNA Perceivers (after Stefanini et al., 2023)."""
+
+from transformers import PreTrainedConfig
+
+# Token ids shared with `tokenization_expression_perceiver`: five special tokens, then the alphabet.
+PAD_TOKEN_ID = 0
+FIRST_LETTER_TOKEN_ID = 5
+NUCLEOTIDE_VOCAB_SIZE = 10  # [PAD] [UNK] [CLS] [SEP] [MASK] A C G T N
+AMINO_ACID_VOCAB_SIZE = 30  # specials + 20 standard amino acids + X B Z U O
+
+
+def _default_to_regression(config: PreTrainedConfig, kwargs: dict) -> None:
+    """Regression of one expression value is the default task; `num_labels=2` predicts mRNA and protein."""
+    if config.id2label is None and kwargs.get("num_labels") is None:
+        kwargs["num_labels"] = 1
+    if config.problem_type is None:
+        config.problem_type = "regression"
+
+
+def _with_labels(config: PreTrainedConfig, config_dict: dict) -> dict:
+    """Always saves the label map: `transformers` drops a 2-entry one as its default, but ours defaults to 1."""
+    config_dict["id2label"] = {str(key): value for key, value in config.id2label.items()}
+    config_dict["label2id"] = dict(config.label2id)
+    return config_dict
+
+
+class PerceiverExpressionConfig(PreTrainedConfig):
+    r"""
+    Fields shared by the three Perceivers. A sequence of token ids is embedded, read by learned latents through
+    cross-attention, refined by latent self-attention blocks, and summarised together with a convolutional
+    branch over the one-hot sequence into one vector from which the head regresses expression.
+
+    Args:
+        vocab_size (`int`): number of token ids the embedding accepts.
+        max_sequence_length (`int`): longest input accepted; sets the size of the position table.
+        alphabet_size (`int`): number of letters one-hot encoded for the convolutional branch; they are the
+            token ids `first_letter_token_id .. first_letter_token_id + alphabet_size - 1` (A C G T for DNA,
+            so N, [MASK] and padding become all-zero columns, as in the Xpresso one-hot encoding).
+        first_letter_token_id (`int`): token id of the first one-hot encoded letter.
+        num_features (`int`): width of the optional per-gene feature vector (8 mRNA half-life features for
+            Xpresso; 0 for none). Features are concatenated to every latent and to the branch vector.
+        embedding_dim (`int`): width of the token embedding and position encoding (32).
+        position_encoding (`str`): `"learnable"` (sinusoidal initialisation, trained) or `"fixed"` (sinusoidal).
+        num_latents (`int`): number of learned latent vectors (128).
+        latent_dim (`int`): width of each learned latent (128); the latent stream is `latent_dim + num_features`.
+        num_layers (`int`): repeats of (cross-attention, latent self-attention blocks) (1).
+        num_self_attention_blocks (`int`): latent self-attention blocks after each cross-attention (1).
+        cross_attention_heads (`int`): heads of the cross-attention from latents to the sequence (1).
+        cross_attention_head_dim (`int`): width of each cross-attention head (64).
+        self_attention_heads (`int`): heads of the latent self-attention (8).
+        self_attention_head_dim (`int`): width of each latent self-attention head (64).
+        feed_forward_mult (`int`): hidden width of the GEGLU feed-forward as a multiple of its input (2).
+        dropout (`float`): dropout after attention and feed-forward layers and in the branch (0.2).
+        use_conv_branch (`bool`): whether the convolutional branch is built and used (True).
+        conv_stem_channels (`int`): channels of the first convolution (64).
+        conv_stem_kernel_size (`int`): kernel size of the first convolution (15).
+        conv_stem_pool_size (`int`): attention-pooling factor after the stem (12).
+        conv_tower_channels (`list[int]`): output channels of the tower blocks ([46, 32]).
+        conv_tower_kernel_size (`int`): kernel size of the tower convolutions (5).
+        conv_tower_pool_size (`int`): attention-pooling factor after each tower block (6).
+        conv_pooled_positions (`int`): the tower output is average-pooled into this many bins along the
+            sequence before flattening, so that any input length gives the same vector size (24 is what the
+            authors' 10,500-base window yields without this step).
+        branch_dim (`int`): width of the branch vector that queries the latents and of each half of the head (64).
+        layer_norm_eps (`float`): epsilon of the layer norms.
+        initializer_range (`float`): standard deviation of the normal initialisation of linear layers and latents.
+    """
+
+    vocab_size: int = NUCLEOTIDE_VOCAB_SIZE
+    max_sequence_length: int = 20_000
+    alphabet_size: int = 4
+    first_letter_token_id: int = FIRST_LETTER_TOKEN_ID
+    num_features: int = 0
+    embedding_dim: int = 32
+    position_encoding: str = "learnable"
+    num_latents: int = 128
+    latent_dim: int = 128
+    num_layers: int = 1
+    num_self_attention_blocks: int = 1
+    cross_attention_heads: int = 1
+    cross_attention_head_dim: int = 64
+    self_attention_heads: int = 8
+    self_attention_head_dim: int = 64
+    feed_forward_mult: int = 2
+    dropout: float | int = 0.2
+    use_conv_branch: bool = True
+    conv_stem_channels: int = 64
+    conv_stem_kernel_size: int = 15
+    conv_stem_pool_size: int = 12
+    conv_tower_channels: list[int] | tuple[int, ...] = (46, 32)
+    conv_tower_kernel_size: int = 5
+    conv_tower_pool_size: int = 6
+    conv_pooled_positions: int = 24
+    branch_dim: int = 64
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    pad_token_id: int | None = PAD_TOKEN_ID
+
+    def __post_init__(self, **kwargs):
+        _default_to_regression(self, kwargs)
+        self.conv_tower_channels = list(self.conv_tower_channels)
+        super().__post_init__(**kwargs)
+        self.validate_perceiver()
+
+    def to_diff_dict(self) -> dict:
+        return _with_labels(self, super().to_diff_dict())
+
+    @property
+    def latent_width(self) -> int:
+        """Width of the latent stream: the learned latent plus the per-gene features."""
+        return self.latent_dim + self.num_features
+
+    def validate_perceiver(self):
+        """Rejects values that cannot build a model, naming the field."""
+        positive = [
+            "vocab_size", "max_sequence_length", "alphabet_size", "embedding_dim", "num_latents", "latent_dim",
+            "num_layers", "num_self_attention_blocks", "cross_attention_heads", "cross_attention_head_dim",
+            "self_attention_heads", "self_attention_head_dim", "feed_forward_mult", "conv_stem_channels",
+            "conv_stem_kernel_size", "conv_stem_pool_size", "conv_tower_kernel_size", "conv_tower_pool_size",
+            "conv_pooled_positions", "branch_dim",
+        ]  # fmt: skip
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{type(self).__name__}.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.num_features, int) or self.num_features < 0:
+            raise ValueError(f"{type(self).__name__}.num_features must be >= 0, got {self.num_features!r}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"{type(self).__name__}.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.position_encoding not in ("learnable", "fixed"):
+            raise ValueError(
+                f"{type(self).__name__}.position_encoding must be 'learnable' or 'fixed', got {self.position_encoding!r}"
+            )
+        if self.embedding_dim % 2:
+            raise ValueError(f"{type(self).__name__}.embedding_dim must be even (sinusoids), got {self.embedding_dim}")
+        if self.first_letter_token_id + self.alphabet_size > self.vocab_size:
+            raise ValueError(
+                f"{type(self).__name__}: first_letter_token_id + alphabet_size "
+                f"({self.first_letter_token_id} + {self.alphabet_size}) exceeds vocab_size ({self.vocab_size})"
+            )
+        if any(not isinstance(c, int) or c < 1 for c in self.conv_tower_channels):
+            raise ValueError(
+                f"{type(self).__name__}.conv_tower_channels must be positive integers, got {self.conv_tower_channels!r}"
+            )
+
+
+class DNAPerceiverConfig(PerceiverExpressionConfig):
+    r"""
+    Configuration of the DNAPerceiver: promoter DNA (A C G T N tokens, up to 20,000 bases) plus optional per-gene
+    features such as Xpresso's 8 mRNA half-life features (`num_features=8`). See [`PerceiverExpressionConfig`]
+    for every field.
+
+    Example:
+
+    ```python
+    >>> from transformers import AutoConfig, AutoModelForSequenceClassification
+    >>> config = AutoConfig.for_model("dna_perceiver", num_features=8)
+    >>> model = AutoModelForSequenceClassification.from_config(config)
+    ```
+    """
+
+    model_type = "dna_perceiver"
+
+    vocab_size: int = NUCLEOTIDE_VOCAB_SIZE
+    max_sequence_length: int = 20_000
+    alphabet_size: int = 4
+
+
+class ProteinPerceiverConfig(PerceiverExpressionConfig):
+    r"""
+    Configuration of the ProteinPerceiver: amino-acid tokens (up to 6,000 residues), no per-gene features by
+    default. The convolutional branch one-hot encodes the 20 standard amino acids. See
+    [`PerceiverExpressionConfig`] for every field.
+    """
+
+    model_type = "protein_perceiver"
+
+    vocab_size: int = AMINO_ACID_VOCAB_SIZE
+    max_sequence_length: int = 6_000
+    alphabet_size: int = 20
+
+
+class ProteinDNAPerceiverConfig(PreTrainedConfig):
+    r"""
+    Configuration of the Protein&DNAPerceiver: a DNAPerceiver encoder over the promoter and a ProteinPerceiver
+    encoder over the protein, their summary vectors concatenated and regressed by one head.
+
+    Args:
+        dna_config (`DNAPerceiverConfig` or `dict`): configuration of the promoter encoder.
+        protein_config (`ProteinPerceiverConfig` or `dict`): configuration of the protein encoder.
+        dropout (`float`): dropout before the joint head (0.2).
+        initializer_range (`float`): standard deviation of the normal initialisation of the head.
+    """
+
+    model_type = "protein_dna_perceiver"
+    sub_configs_defaults = {"dna_config": DNAPerceiverConfig, "protein_config": ProteinPerceiverConfig}
+
+    dna_config: dict | DNAPerceiverConfig | None = None
+    protein_config: dict | ProteinPerceiverConfig | None = None
+    dropout: float | int = 0.2
+    initializer_range: float = 0.02
+    pad_token_id: int | None = PAD_TOKEN_ID
+
+    def __post_init__(self, **kwargs):
+        _default_to_regression(self, kwargs)
+        super().__post_init__(**kwargs)
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"ProteinDNAPerceiverConfig.dropout must be in [0, 1), got {self.dropout!r}")
+
+    def to_diff_dict(self) -> dict:
+        return _with_labels(self, super().to_diff_dict())
+
+
+__all__ = ["PerceiverExpressionConfig", "DNAPerceiverConfig", "ProteinPerceiverConfig", "ProteinDNAPerceiverConfig"]
