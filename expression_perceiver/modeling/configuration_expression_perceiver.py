@@ -64,6 +64,9 @@ class PerceiverExpressionConfig(PreTrainedConfig):
         branch_dim (`int`): width of the branch vector that queries the latents and of each half of the head (64).
         layer_norm_eps (`float`): epsilon of the layer norms.
         initializer_range (`float`): standard deviation of the normal initialisation of linear layers and latents.
+        label_mean (`list[float]`, *optional*): training-set mean of each output; with `label_std`, the model's
+            logits are standardised labels and `logits * label_std + label_mean` is in the data's units.
+        label_std (`list[float]`, *optional*): training-set standard deviation of each output.
     """
 
     vocab_size: int = NUCLEOTIDE_VOCAB_SIZE
@@ -94,6 +97,8 @@ class PerceiverExpressionConfig(PreTrainedConfig):
     branch_dim: int = 64
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
+    label_mean: list[float] | None = None
+    label_std: list[float] | None = None
     pad_token_id: int | None = PAD_TOKEN_ID
 
     def __post_init__(self, **kwargs):
@@ -129,7 +134,8 @@ class PerceiverExpressionConfig(PreTrainedConfig):
             raise ValueError(f"{type(self).__name__}.dropout must be in [0, 1), got {self.dropout!r}")
         if self.position_encoding not in ("learnable", "fixed"):
             raise ValueError(
-                f"{type(self).__name__}.position_encoding must be 'learnable' or 'fixed', got {self.position_encoding!r}"
+                f"{type(self).__name__}.position_encoding must be 'learnable' or 'fixed', "
+                f"got {self.position_encoding!r}"
             )
         if self.embedding_dim % 2:
             raise ValueError(f"{type(self).__name__}.embedding_dim must be even (sinusoids), got {self.embedding_dim}")
@@ -190,6 +196,8 @@ class ProteinDNAPerceiverConfig(PreTrainedConfig):
         protein_config (`ProteinPerceiverConfig` or `dict`): configuration of the protein encoder.
         dropout (`float`): dropout before the joint head (0.2).
         initializer_range (`float`): standard deviation of the normal initialisation of the head.
+        label_mean (`list[float]`, *optional*): training-set mean of each output (see `PerceiverExpressionConfig`).
+        label_std (`list[float]`, *optional*): training-set standard deviation of each output.
     """
 
     model_type = "protein_dna_perceiver"
@@ -199,6 +207,8 @@ class ProteinDNAPerceiverConfig(PreTrainedConfig):
     protein_config: dict | ProteinPerceiverConfig | None = None
     dropout: float | int = 0.2
     initializer_range: float = 0.02
+    label_mean: list[float] | None = None
+    label_std: list[float] | None = None
     pad_token_id: int | None = PAD_TOKEN_ID
 
     def __post_init__(self, **kwargs):

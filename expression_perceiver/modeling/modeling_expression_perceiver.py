@@ -233,13 +233,15 @@ class ConvBranch(nn.Module):
         self.alphabet_size = config.alphabet_size
         self.first_letter_token_id = config.first_letter_token_id
         self.bins = config.conv_pooled_positions
-        self.stem = nn.Conv1d(config.alphabet_size, config.conv_stem_channels, config.conv_stem_kernel_size, padding="same")
+        self.stem = nn.Conv1d(
+            config.alphabet_size, config.conv_stem_channels, config.conv_stem_kernel_size, padding="same"
+        )
         self.stem_residual = ResidualConv(config.conv_stem_channels, config.conv_stem_channels, 1)
         self.stem_pool = AttentionPool(config.conv_stem_channels, config.conv_stem_pool_size)
         channels = [config.conv_stem_channels] + list(config.conv_tower_channels)
         self.tower = nn.ModuleList(
             ConvTowerBlock(c_in, c_out, config.conv_tower_kernel_size, config.conv_tower_pool_size)
-            for c_in, c_out in zip(channels[:-1], channels[1:])
+            for c_in, c_out in zip(channels[:-1], channels[1:], strict=True)
         )
         self.project = nn.Linear(channels[-1] * self.bins + config.num_features, config.branch_dim)
         self.dropout = nn.Dropout(config.dropout)

@@ -1,0 +1,152 @@
+"""Synthetic promoters and proteins with a planted, documented expression signal (deterministic by seed).
+
+They stand in for real data wherever none may be downloaded (demo, tests, benchmarks): a model that learns
+nothing from them is broken, and one that reaches the noise ceiling has found the signal.
+
+Promoters (`generate_promoters`): windows of `length` bases with the TSS at index `length // 2`, each gene with
+its own GC content drawn from U(0.35, 0.65). Around the TSS three elements are planted: copies of the TATA box
+`TATAAA` in the 200 bases upstream (Poisson, mean 1), CpG dinucleotides in the 300 bases either side (Poisson,
+mean 6), and the gene's GC content itself. Eight half-life-like features are standard normal. The label is
+
+    label = 0.8 z(TATA boxes upstream) + 0.6 z(GC in TSS +- 500) + 0.5 z(CpG in TSS +- 300)
+            + 0.4 f0 - 0.3 f1 + 0.2 f2 + noise,   noise ~ N(0, 0.4^2)
+
+where counts are measured on the final sequence (chance occurrences included) and z() standardises over the
+generated set. The noise bounds the achievable r2 at about 0.92 (about 0.79 from the sequence alone).
+
+Proteins (`generate_proteins`): lengths U(100, 1,000), each protein's amino-acid composition a Dirichlet draw
+around the human average. The label is
+
+    label = 0.9 z(fraction of K + R) - 0.6 z(fraction of L I V F M W) + 0.4 z(log10 length) + noise, noise ~ N(0, 0.5^2)
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NUCLEOTIDES = np.frombuffer(b"ACGT", dtype=np.uint8)
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+# Human proteome amino-acid frequencies (UniProt), in the order of AMINO_ACIDS.
+AMINO_ACID_FREQUENCIES = np.array(
+    [7.0, 2.3, 4.7, 7.1, 3.7, 6.6, 2.6, 4.3, 5.7, 10.0, 2.1, 3.6, 6.3, 4.8, 5.6, 8.3, 5.4, 6.0, 1.2, 2.7]
+)
+TATA_BOX = b"TATAAA"
+NUM_HALF_LIFE_FEATURES = 8
+HALF_LIFE_WEIGHTS = np.array([0.4, -0.3, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0])
+
+
+@dataclass
+class SyntheticSet:
+    """Generated examples as columns: ids, sequences, labels and (for promoters) per-gene features."""
+
+    gene_id: list[str]
+    sequence: list[str]
+    label: np.ndarray
+    features: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.gene_id)
+
+    def to_dict(self) -> dict[str, list]:
+        columns = {"gene_id": self.gene_id, "sequence": self.sequence, "label": self.label.tolist()}
+        if self.features is not None:
+            columns["features"] = self.features.tolist()
+        return columns
+
+
+def standardise(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / (values.std() + 1e-12)
+
+
+def count_motif(sequences: np.ndarray, motif: bytes, start: int, end: int) -> np.ndarray:
+    """Occurrences of `motif` starting within [start, end) of each row of a (genes, length) byte array."""
+    pattern = np.frombuffer(motif, dtype=np.uint8)
+    windows = np.lib.stride_tricks.sliding_window_view(sequences[:, start : end + len(pattern) - 1], len(pattern), 1)
+    return (windows == pattern).all(axis=-1).sum(axis=1)
+
+
+def plant(sequences: np.ndarray, motif: bytes, counts: np.ndarray, start: int, end: int, rng) -> None:
+    """Writes `counts[g]` copies of `motif` at uniform positions within [start, end) of gene g, in place."""
+    pattern = np.frombuffer(motif, dtype=np.uint8)
+    for copy in range(int(counts.max(initial=0))):  # loop over copies, vectorised over genes
+        genes = np.flatnonzero(counts > copy)
+        positions = rng.integers(start, end - len(pattern) + 1, size=len(genes))
+        columns = positions[:, None] + np.arange(len(pattern))
+        sequences[genes[:, None], columns] = pattern
+
+
+def generate_promoters(num_genes: int, length: int = 2_000, seed: int = 0, noise: float = 0.4) -> SyntheticSet:
+    """Promoter windows (TSS at `length // 2`), 8 half-life-like features and a planted label (module doc)."""
+    if length < 1_000:
+        raise ValueError(f"length must be at least 1,000 bases to hold the planted elements, got {length}")
+    rng = np.random.default_rng(seed)
+    tss = length // 2
+    gc = rng.uniform(0.35, 0.65, size=num_genes)
+    probabilities = np.stack([(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2], axis=1)  # A C G T
+    cumulative = probabilities.cumsum(axis=1)
+    draws = rng.random((num_genes, length))
+    sequences = NUCLEOTIDES[(draws[:, :, None] > cumulative[:, None, :3]).sum(axis=-1)]
+    plant(sequences, b"CG", rng.poisson(6.0, num_genes), tss - 300, tss + 300, rng)
+    plant(sequences, TATA_BOX, rng.poisson(1.0, num_genes), tss - 200, tss, rng)
+
+    tata = count_motif(sequences, TATA_BOX, tss - 200, tss - len(TATA_BOX) + 1)
+    cpg = count_motif(sequences, b"CG", tss - 300, tss + 299)
+    core = sequences[:, max(tss - 500, 0) : tss + 500]
+    gc_core = ((core == ord("G")) | (core == ord("C"))).mean(axis=1)
+    features = rng.standard_normal((num_genes, NUM_HALF_LIFE_FEATURES)).astype(np.float32)
+    label = (
+        0.8 * standardise(tata)
+        + 0.6 * standardise(gc_core)
+        + 0.5 * standardise(cpg)
+        + features @ HALF_LIFE_WEIGHTS
+        + rng.normal(0.0, noise, num_genes)
+    )
+    return SyntheticSet(
+        gene_id=[f"GENE{i:06d}" for i in range(num_genes)],
+        sequence=[row.tobytes().decode("ascii") for row in sequences],
+        label=label.astype(np.float64),
+        features=features,
+    )
+
+
+def generate_proteins(num_proteins: int, seed: int = 0, noise: float = 0.5) -> SyntheticSet:
+    """Protein sequences of 100-1,000 residues with a planted composition signal (module doc)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(100, 1_001, size=num_proteins)
+    composition = rng.dirichlet(AMINO_ACID_FREQUENCIES * 2.0, size=num_proteins)
+    cumulative = composition.cumsum(axis=1)
+    letters = np.frombuffer(AMINO_ACIDS.encode(), dtype=np.uint8)
+    sequences, basic, hydrophobic = [], np.empty(num_proteins), np.empty(num_proteins)
+    is_basic = np.isin(letters, np.frombuffer(b"KR", np.uint8))
+    is_hydrophobic = np.isin(letters, np.frombuffer(b"LIVFMW", np.uint8))
+    for i, length in enumerate(lengths):  # one vectorised draw per protein
+        index = np.minimum((rng.random(length)[:, None] > cumulative[i][None, :]).sum(axis=1), len(letters) - 1)
+        counts = np.bincount(index, minlength=len(letters))
+        basic[i], hydrophobic[i] = counts[is_basic].sum() / length, counts[is_hydrophobic].sum() / length
+        sequences.append(letters[index].tobytes().decode("ascii"))
+    label = (
+        0.9 * standardise(basic)
+        - 0.6 * standardise(hydrophobic)
+        + 0.4 * standardise(np.log10(lengths))
+        + rng.normal(0.0, noise, num_proteins)
+    )
+    return SyntheticSet(
+        gene_id=[f"PROT{i:06d}" for i in range(num_proteins)], sequence=sequences, label=label.astype(np.float64)
+    )
+
+
+def write_table(generated: SyntheticSet, path: str) -> None:
+    """Writes a TSV (gzip when `path` ends with .gz): gene_id, sequence, label, then one column per feature."""
+    import csv
+    import gzip
+
+    feature_names = (
+        [f"feature_{i}" for i in range(generated.features.shape[1])] if generated.features is not None else []
+    )
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wt", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(["gene_id", "sequence", "label", *feature_names])
+        for i, gene in enumerate(generated.gene_id):
+            features = generated.features[i].tolist() if feature_names else []
+            writer.writerow([gene, generated.sequence[i], repr(float(generated.label[i])), *features])

@@ -1,0 +1,161 @@
+"""Saved checkpoints load anywhere: through remote code where our package cannot be imported, and through the
+registered Auto classes where it can."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+from expression_perceiver import (
+    AminoAcidTokenizer,
+    DNAPerceiverConfig,
+    DNAPerceiverForSequenceClassification,
+    NucleotideTokenizer,
+    ProteinDNAPerceiverConfig,
+    ProteinDNAPerceiverForSequenceClassification,
+    ProteinPerceiverConfig,
+    ProteinPerceiverForSequenceClassification,
+)
+
+SMALL = dict(num_latents=8, latent_dim=16, self_attention_heads=2, self_attention_head_dim=8, conv_stem_channels=8,
+             conv_tower_channels=[8, 8], conv_pooled_positions=4, branch_dim=8)  # fmt: skip
+PROMOTERS = ["ACGTTGCAnnACGTAGGCTAGCTAGGATCGATCGGATCGAATTCGCGCTAGCTRY" * 9, "acgtacgatcgatcgTTTATAAAGGC" * 3]
+PROTEINS = ["MKVLAAGIVGLLLASCASARPAERDSTWYHQNF*", "MSTNPKPQRKTKRNTNRRPQDVKFPGG"]
+
+
+def save_checkpoints(root) -> dict:
+    """Three small checkpoints with tokenizers; returns, per folder, the inputs and the original outputs."""
+    torch.manual_seed(0)
+    dna_config = DNAPerceiverConfig(**SMALL, num_features=8, max_sequence_length=1_000)
+    protein_config = ProteinPerceiverConfig(**SMALL, max_sequence_length=100)
+    models = {
+        "dna": DNAPerceiverForSequenceClassification(dna_config),
+        "protein": ProteinPerceiverForSequenceClassification(protein_config),
+        "protein_dna": ProteinDNAPerceiverForSequenceClassification(
+            ProteinDNAPerceiverConfig(
+                dna_config=dna_config.to_dict(), protein_config=protein_config.to_dict(), num_labels=2
+            )
+        ),
+    }
+    features = torch.randn(2, 8).tolist()
+    expected = {}
+    for name, model in models.items():
+        folder = root / name
+        model.eval().save_pretrained(folder)
+        tokenizer = AminoAcidTokenizer() if name == "protein" else NucleotideTokenizer()
+        tokenizer.save_pretrained(folder)
+        if name == "protein_dna":
+            AminoAcidTokenizer().save_pretrained(folder / "protein_tokenizer")
+        inputs = build_inputs(name, tokenizer, AminoAcidTokenizer(), features)
+        with torch.no_grad():
+            output = model(**inputs)
+        expected[name] = {"folder": str(folder), "features": features, "logits": output.logits.tolist()}
+    return expected
+
+
+def build_inputs(name, tokenizer, protein_tokenizer, features) -> dict:
+    if name == "protein":
+        return dict(tokenizer(PROTEINS, padding=True, return_tensors="pt"))
+    inputs = dict(tokenizer(PROMOTERS, padding=True, return_tensors="pt"))
+    inputs["features"] = torch.tensor(features)
+    if name == "protein_dna":
+        protein = protein_tokenizer(PROTEINS, padding=True, return_tensors="pt")
+        inputs["protein_input_ids"] = protein["input_ids"]
+        inputs["protein_attention_mask"] = protein["attention_mask"]
+    return inputs
+
+
+# Runs in a fresh interpreter where `import expression_perceiver` fails: only the files in the checkpoint exist.
+REMOTE_CODE_CHECK = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["expression_perceiver"] = None
+    try:
+        import expression_perceiver
+        raise SystemExit("expression_perceiver should not be importable here")
+    except ImportError:
+        pass
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    PROMOTERS, PROTEINS = {promoters!r}, {proteins!r}
+    expected = json.load(open(sys.argv[1]))
+    report = {{}}
+    for name, case in expected.items():
+        folder = case["folder"]
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+        base = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+        if name == "protein":
+            inputs = dict(tokenizer(PROTEINS, padding=True, return_tensors="pt"))
+        else:
+            inputs = dict(tokenizer(PROMOTERS, padding=True, return_tensors="pt"))
+            inputs["features"] = torch.tensor(case["features"])
+        if name == "protein_dna":
+            protein_tokenizer = AutoTokenizer.from_pretrained(
+                folder, subfolder="protein_tokenizer", trust_remote_code=True
+            )
+            protein = protein_tokenizer(PROTEINS, padding=True, return_tensors="pt")
+            inputs["protein_input_ids"] = protein["input_ids"]
+            inputs["protein_attention_mask"] = protein["attention_mask"]
+        with torch.no_grad():
+            logits = model(**inputs).logits
+            base(**{{k: v for k, v in inputs.items()}})
+        report[name] = {{
+            "config": type(config).__name__,
+            "model_module": type(model).__module__,
+            "tokenizer": type(tokenizer).__name__,
+            "identical": torch.equal(logits, torch.tensor(case["logits"])),
+        }}
+    print(json.dumps(report))
+    """
+)
+
+
+def test_fresh_process_without_our_package_loads_through_remote_code(tmp_path):
+    expected = save_checkpoints(tmp_path)
+    (tmp_path / "expected.json").write_text(json.dumps(expected))
+    script = REMOTE_CODE_CHECK.format(promoters=PROMOTERS, proteins=PROTEINS)
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "expected.json")],
+        capture_output=True, text=True, cwd=tmp_path, env=environment, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["dna"]["config"] == "DNAPerceiverConfig"
+    assert report["protein"]["tokenizer"] == "AminoAcidTokenizer"
+    for name, case in report.items():
+        assert case["model_module"].startswith("transformers_modules"), name  # the checkpoint's own code ran
+        assert case["identical"], f"{name}: outputs differ from the original model's"
+
+
+@pytest.mark.parametrize("name", ["dna", "protein", "protein_dna"])
+def test_registered_auto_classes_load_without_remote_code(tmp_path, name):
+    expected = save_checkpoints(tmp_path)[name]
+    folder = expected["folder"]
+    config = AutoConfig.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    AutoModel.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert type(model).__module__.startswith("expression_perceiver.")  # our package's classes, not copied code
+    assert type(config).__module__.startswith("expression_perceiver.")
+    inputs = build_inputs(name, tokenizer, AminoAcidTokenizer(), expected["features"])
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, torch.tensor(expected["logits"]))
+
+
+def test_saved_files_and_auto_map(tmp_path):
+    folder = save_checkpoints(tmp_path)["dna"]["folder"]
+    names = set(os.listdir(folder))
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names
+    assert {"configuration_expression_perceiver.py", "modeling_expression_perceiver.py"} <= names
+    assert "tokenization_expression_perceiver.py" in names
+    auto_map = json.loads((tmp_path / "dna" / "config.json").read_text())["auto_map"]
+    assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}
