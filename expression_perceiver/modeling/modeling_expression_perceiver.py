@@ -443,10 +443,10 @@ class _SingleSequencePerceiverForRegression(PerceiverExpressionPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
-        latents, summary = self.perceiver(input_ids, attention_mask, features)
+        _, summary = self.perceiver(input_ids, attention_mask, features)
         logits = self.head(summary)
         loss = None if labels is None else regression_loss(self.config, logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=(latents,))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 class DNAPerceiverModel(_SingleSequencePerceiverModel):

@@ -1,0 +1,5 @@
+"""Data collators: padding, cropping and the masking augmentation of sequence inputs."""
+
+from .masking import MaskingCollator, MaskingEpochCallback
+
+__all__ = ["MaskingCollator", "MaskingEpochCallback"]

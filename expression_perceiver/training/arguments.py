@@ -1,0 +1,76 @@
+"""Arguments of `train.py`, parsed by `HfArgumentParser` from the command line or a YAML/JSON recipe."""
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+MODEL_TYPES = ("dna_perceiver", "protein_perceiver", "protein_dna_perceiver")
+
+
+@dataclass
+class ModelArguments:
+    """Which model to train: a fresh one of `model_type` (sized by `config_overrides`) or a checkpoint."""
+
+    model_type: str = field(default="dna_perceiver", metadata={"help": f"One of {', '.join(MODEL_TYPES)}."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Checkpoint (directory or Hub id) to fine-tune instead of a fresh model."}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated config fields of a fresh model, e.g. 'num_latents=64,latent_dim=64,"
+            "conv_tower_channels=[32,32]'. Unset fields keep the authors' values."
+        },
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow code from a Hub checkpoint."})
+
+    def __post_init__(self):
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"--model_type must be one of {', '.join(MODEL_TYPES)}, got {self.model_type!r}")
+
+
+@dataclass
+class DataArguments:
+    """Where the examples come from: a dataset prepared by `expression-perceiver prepare`, or generated ones."""
+
+    dataset_dir: str | None = field(
+        default=None, metadata={"help": "Dataset folder written by `expression-perceiver prepare`."}
+    )
+    synthetic_num_genes: int = field(
+        default=1_500, metadata={"help": "Without --dataset_dir: number of synthetic promoters, split 80/10/10."}
+    )
+    synthetic_length: int = field(default=1_000, metadata={"help": "Without --dataset_dir: bases per promoter."})
+    synthetic_seed: int = field(default=0, metadata={"help": "Without --dataset_dir: seed of the generator."})
+    standardize_labels: bool = field(
+        default=True,
+        metadata={"help": "Train on labels standardised with the train split's mean and std; report original units."},
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation/test (debugging)."})
+
+
+@dataclass
+class MaskingArguments:
+    """The masking augmentation applied to training batches (see `MaskingCollator`)."""
+
+    mask_strategy: str = field(default="none", metadata={"help": "none, random_span, first, middle or last."})
+    mask_mode: str = field(default="mask", metadata={"help": "mask (replace positions) or drop (remove them)."})
+    mask_length: int | None = field(
+        default=None, metadata={"help": "Positions per span (default 1,000 for random_span, 10,000 otherwise)."}
+    )
+    mask_num_spans: int = field(default=1, metadata={"help": "Spans per sequence for random_span."})
+    mask_token: str = field(default="[MASK]", metadata={"help": "Token written over masked positions: [MASK] or N."})
+
+
+@dataclass
+class ExpressionTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with defaults suited to expression regression: select on validation r2 each epoch."""
+
+    output_dir: str | None = field(default="outputs/dna_perceiver", metadata={"help": "Where checkpoints go."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on the validation split."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to write a checkpoint."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (best one always kept)."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "Select the best validation checkpoint."})
+    metric_for_best_model: str | None = field(default="r2", metadata={"help": "Validation metric that selects."})
+    greater_is_better: bool | None = field(default=True, metadata={"help": "Whether higher metric is better."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "The collator reads the raw columns."})
+    logging_strategy: str = field(default="epoch", metadata={"help": "When to log the training loss."})

@@ -1,0 +1,103 @@
+"""Trainer wiring: model construction, label scaling, metrics in original units, and the evaluation collator."""
+
+import dataclasses
+import re
+
+import numpy as np
+import yaml
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+)
+
+from ..modeling import AminoAcidTokenizer, DNAPerceiverConfig, NucleotideTokenizer
+from .arguments import ModelArguments
+from .metrics import compute_expression_metrics
+
+
+class ExpressionTrainer(Trainer):
+    """`Trainer` whose evaluation and prediction batches go through `eval_data_collator` (no masking augmentation
+    on validation or test data) while training batches go through `data_collator`."""
+
+    def __init__(self, *args, eval_data_collator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eval_data_collator = eval_data_collator or self.data_collator
+
+    def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False, **kwargs):
+        training_collator = self.data_collator
+        if not is_training:
+            self.data_collator = self.eval_data_collator
+        try:
+            return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, **kwargs)
+        finally:
+            self.data_collator = training_collator
+
+
+def tokenizer_for(model_type: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model's main input: nucleotides, or amino acids for the ProteinPerceiver."""
+    return AminoAcidTokenizer() if model_type == "protein_perceiver" else NucleotideTokenizer()
+
+
+def parse_config_overrides(overrides: str | None) -> dict:
+    """'num_latents=64,conv_tower_channels=[32, 32],use_conv_branch=false' as typed config fields."""
+    fields = {}
+    for item in re.split(r",(?![^\[]*\])", overrides or ""):  # commas inside [...] belong to a list
+        if not item.strip():
+            continue
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise ValueError(f"--config_overrides: {item.strip()!r} is not of the form field=value")
+        fields[key.strip()] = yaml.safe_load(value)
+    return fields
+
+
+def check_config_fields(overrides: dict, config_class: type) -> None:
+    """Rejects override names that are not fields of the configuration (a typo must not pass silently)."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(
+            f"--config_overrides: unknown config field(s) {', '.join(unknown)}; see {config_class.__name__}"
+        )
+
+
+def build_model(
+    model_args: ModelArguments, num_labels: int, num_features: int, label_mean: list[float], label_std: list[float]
+) -> PreTrainedModel:
+    """A fresh model of `model_type` (authors' sizes unless overridden) or a checkpoint to fine-tune.
+
+    For the Protein&DNAPerceiver the overrides apply to both encoders and the features to the promoter encoder.
+    """
+    label_scale = {"label_mean": label_mean, "label_std": label_std}
+    if model_args.model_name_or_path:
+        return AutoModelForSequenceClassification.from_pretrained(
+            model_args.model_name_or_path,
+            trust_remote_code=model_args.trust_remote_code,
+            num_labels=num_labels,
+            **label_scale,
+        )
+    overrides = parse_config_overrides(model_args.config_overrides)
+    check_config_fields(overrides, DNAPerceiverConfig)
+    if model_args.model_type == "protein_dna_perceiver":
+        encoders = {"dna_config": {**overrides, "num_features": num_features}, "protein_config": overrides}
+        config = AutoConfig.for_model(model_args.model_type, num_labels=num_labels, **encoders, **label_scale)
+    else:
+        overrides["num_features"] = num_features
+        config = AutoConfig.for_model(model_args.model_type, num_labels=num_labels, **overrides, **label_scale)
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+def metrics_in_original_units(label_mean: list[float], label_std: list[float], output_names: list[str] | None):
+    """`compute_metrics` for the Trainer: predictions and labels scaled back to the data's units first."""
+    mean, std = np.asarray(label_mean), np.asarray(label_std)
+
+    def compute_metrics(evaluation: EvalPrediction) -> dict[str, float]:
+        predictions = np.asarray(evaluation.predictions).reshape(len(evaluation.label_ids), -1) * std + mean
+        references = np.asarray(evaluation.label_ids).reshape(len(evaluation.label_ids), -1) * std + mean
+        return compute_expression_metrics(predictions, references, output_names=output_names)
+
+    return compute_metrics

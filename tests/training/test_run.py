@@ -1,0 +1,62 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from expression_perceiver.training.run import main
+
+TINY = (
+    "num_latents=8,latent_dim=16,self_attention_heads=2,self_attention_head_dim=8,cross_attention_head_dim=8,"
+    "conv_stem_channels=8,conv_tower_channels=[8, 8],conv_pooled_positions=4,branch_dim=8"
+)
+
+
+def tiny_run_arguments(output_dir, *extra: str) -> list[str]:
+    return [
+        "--config_overrides", TINY,
+        "--synthetic_num_genes", "160",
+        "--synthetic_length", "1000",
+        "--output_dir", str(output_dir),
+        "--num_train_epochs", "2",
+        "--per_device_train_batch_size", "16",
+        "--learning_rate", "0.002",
+        "--use_cpu", "true",
+        "--disable_tqdm", "true",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_training_run_selects_on_validation_evaluates_test_once_and_saves_a_loadable_checkpoint(tmp_path):
+    results = main(tiny_run_arguments(tmp_path / "run"))
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["test"]["test_n"] == 16 and saved["validation"]["validation_n"] == 16
+    assert 0.0 <= saved["test"]["test_r2"] <= 1.0
+    assert results["data"]["num_features"] == 8
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run")
+    assert model.config.num_features == 8 and len(model.config.label_mean) == 1
+    batch = tokenizer(["ACGT" * 250], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch, features=torch.zeros(1, 8)).logits).all()
+
+
+def test_bad_config_override_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="num_latent"):
+        main(tiny_run_arguments(tmp_path / "run", "--config_overrides", "num_latent=8"))
+
+
+def test_recipe_file_is_parsed(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    arguments = tiny_run_arguments(tmp_path / "run")
+    fields = {arguments[i][2:]: arguments[i + 1] for i in range(0, len(arguments), 2)}
+    recipe.write_text(
+        yaml.safe_dump(
+            {name: value if name == "config_overrides" else yaml.safe_load(value) for name, value in fields.items()}
+        )
+    )
+    results = main([str(recipe)])
+    assert np.isfinite(results["test"]["test_mse"])
