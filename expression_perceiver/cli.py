@@ -3,6 +3,9 @@
 import argparse
 import sys
 
+from .baseline import add_baseline_parser
+from .data.prepare import add_prepare_parser
+
 
 def add_train_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -51,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     add_train_parser(subparsers)
+    add_prepare_parser(subparsers)
+    add_baseline_parser(subparsers)
     add_generate_parser(subparsers)
     return parser
 

@@ -46,6 +46,10 @@ class DataArguments:
         metadata={"help": "Train on labels standardised with the train split's mean and std; report original units."},
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation/test (debugging)."})
+    kmer_baseline: bool = field(
+        default=False,
+        metadata={"help": "Also fit the k-mer ridge baseline on the same splits and report it next to the model."},
+    )
 
 
 @dataclass

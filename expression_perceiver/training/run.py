@@ -1,24 +1,34 @@
-"""The training recipe behind `accelerate launch train.py`: data, model, Trainer, honest evaluation, checkpoint."""
+"""The training recipe behind `accelerate launch train.py`: data, model, Trainer, honest evaluation, reports, Hub."""
 
-import json
 import logging
+import shlex
 import sys
+import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import datasets
 import numpy as np
+import torch
 import transformers
-from transformers import AutoModelForSequenceClassification, HfArgumentParser, set_seed
+from transformers import AutoModelForSequenceClassification, HfArgumentParser, TrainerCallback, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
-from ..data import generate_promoters
+from ..baseline import fit_ridge_baseline
+from ..data import DatasetMetadata, SplitSpec, build_dataset_dict, generate_promoters, load_dataset_dir
 from ..data_collators import MaskingCollator, MaskingEpochCallback
+from ..modeling import AminoAcidTokenizer
 from .arguments import DataArguments, ExpressionTrainingArguments, MaskingArguments, ModelArguments
+from .metrics import compute_expression_metrics
+from .model_card import ModelCardFacts, render_model_card
+from .reporting import data_fingerprint, plot_predictions, versions, write_json, write_predictions
 from .trainer import ExpressionTrainer, build_model, metrics_in_original_units, tokenizer_for
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+BASELINE_KMERS = {"dna": [1, 2, 3, 4], "protein": [1, 2]}
 
 
 def parse_arguments(argv: list[str] | None = None, default_recipe: Path | None = None):
@@ -28,40 +38,36 @@ def parse_arguments(argv: list[str] | None = None, default_recipe: Path | None =
     if not argv and default_recipe is not None:
         argv = [str(default_recipe)]
     if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(argv[0])
+        return (*parser.parse_yaml_file(argv[0]), argv[0])
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(argv[0])
-    return parser.parse_args_into_dataclasses(args=argv)
+        return (*parser.parse_json_file(argv[0]), argv[0])
+    return (*parser.parse_args_into_dataclasses(args=argv), "command-line arguments")
 
 
-def synthetic_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, dict]:
+def synthetic_splits(data_args: DataArguments, scratch: str) -> tuple[datasets.DatasetDict, DatasetMetadata]:
     """Generated promoters with a planted signal (see `expression_perceiver.data.synthetic`), split 80/10/10."""
     promoters = generate_promoters(data_args.synthetic_num_genes, data_args.synthetic_length, data_args.synthetic_seed)
-    table = datasets.Dataset.from_dict(promoters.to_dict())
-    n = len(table)
-    bounds = {"train": (0, int(0.8 * n)), "validation": (int(0.8 * n), int(0.9 * n)), "test": (int(0.9 * n), n)}
-    splits = datasets.DatasetDict({name: table.select(range(*bounds[name])) for name in SPLITS})
-    train_labels = np.asarray(splits["train"]["label"], dtype=np.float64).reshape(len(splits["train"]), -1)
-    metadata = {
-        "source": f"synthetic promoters (n={n}, length={data_args.synthetic_length}, seed={data_args.synthetic_seed})",
-        "alphabet": "dna",
-        "num_features": promoters.features.shape[1],
-        "label_mean": train_labels.mean(axis=0).tolist(),
-        "label_std": train_labels.std(axis=0).tolist(),
-    }
-    return splits, metadata
+    columns = promoters.to_dict()
+    records = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    return build_dataset_dict(
+        lambda: records,
+        cache_dir=scratch,
+        alphabet="dna",
+        source=f"synthetic promoters (n={len(records)}, {data_args.synthetic_length} bases, "
+        f"seed {data_args.synthetic_seed})",
+        feature_names=[f"feature_{i}" for i in range(promoters.features.shape[1])],
+        split=SplitSpec(method="random", seed=data_args.synthetic_seed),
+    )
 
 
-def load_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, dict]:
+def load_splits(data_args: DataArguments, scratch: str) -> tuple[datasets.DatasetDict, DatasetMetadata]:
     if data_args.dataset_dir is None:
-        return synthetic_splits(data_args)
-    from ..data.dataset_dict import load_dataset_dir
-
+        return synthetic_splits(data_args, scratch)
     return load_dataset_dir(data_args.dataset_dir)
 
 
-def label_scale(metadata: dict, standardize: bool) -> tuple[list[float], list[float]]:
-    mean, std = np.atleast_1d(metadata["label_mean"]), np.atleast_1d(metadata["label_std"])
+def label_scale(metadata: DatasetMetadata, standardize: bool) -> tuple[list[float], list[float]]:
+    mean, std = np.atleast_1d(metadata.label_mean).astype(float), np.atleast_1d(metadata.label_std).astype(float)
     if not standardize:
         mean, std = np.zeros_like(mean), np.ones_like(std)
     return mean.tolist(), std.tolist()
@@ -72,37 +78,91 @@ def with_training_columns(split: datasets.Dataset, mean: list[float], std: list[
     labels = (np.asarray(split["label"], dtype=np.float64).reshape(len(split), -1) - mean) / std
     split = split.add_column("idx", np.arange(len(split)))
     values = labels[:, 0] if labels.shape[1] == 1 else labels
-    return split.remove_columns("label").add_column("labels", values.tolist())
+    return split.add_column("labels", values.tolist())
 
 
-def main(argv: list[str] | None = None, default_recipe: Path | None = None) -> dict:
-    model_args, data_args, masking_args, training_args = parse_arguments(argv, default_recipe)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    set_seed(training_args.seed)
-    started = time.time()
-
-    # Data: splits, label scale from the train split only, standardised training targets.
-    splits, metadata = load_splits(data_args)
-    mean, std = label_scale(metadata, data_args.standardize_labels)
-    splits = datasets.DatasetDict({name: with_training_columns(splits[name], mean, std) for name in SPLITS})
-    if data_args.max_eval_samples:
+def prepare_splits(splits, mean, std, max_eval_samples: int | None) -> datasets.DatasetDict:
+    prepared = {name: with_training_columns(splits[name], mean, std) for name in SPLITS}
+    if max_eval_samples:
         for name in ("validation", "test"):
-            splits[name] = splits[name].select(range(min(data_args.max_eval_samples, len(splits[name]))))
+            prepared[name] = prepared[name].select(range(min(max_eval_samples, len(prepared[name]))))
+    return datasets.DatasetDict(prepared)
 
-    # Model, tokenizer and collators: masking augmentation on training batches only.
-    model = build_model(model_args, len(mean), metadata.get("num_features", 0), mean, std)
-    tokenizer = tokenizer_for(model.config.model_type)
-    collator = MaskingCollator(
+
+def masking_collator(masking_args: MaskingArguments, tokenizer, model_type: str, seed: int) -> MaskingCollator:
+    """The training batches' collator; its `for_evaluation()` copy leaves validation and test inputs untouched."""
+    return MaskingCollator(
         tokenizer=tokenizer,
         strategy=masking_args.mask_strategy,
         mode=masking_args.mask_mode,
         mask_length=masking_args.mask_length,
         num_spans=masking_args.mask_num_spans,
         mask_token=masking_args.mask_token,
-        seed=training_args.seed,
+        seed=seed,
+        protein_tokenizer=AminoAcidTokenizer() if model_type == "protein_dna_perceiver" else None,
     )
-    logger.info("model %s with %d parameters", type(model).__name__, model.num_parameters())
+
+
+def describe_masking(collator: MaskingCollator) -> str:
+    if collator.strategy == "none":
+        return "none"
+    spans = f"{collator.num_spans} x " if collator.num_spans > 1 else ""
+    return f"{collator.strategy}, {spans}{collator.mask_length:,} positions, mode {collator.mode}"
+
+
+def resume_checkpoint(training_args: ExpressionTrainingArguments) -> str | None:
+    """`--resume_from_checkpoint auto` (or true) continues from the last complete checkpoint in the output dir."""
+    value = training_args.resume_from_checkpoint
+    if value is None or str(value).lower() in ("", "false", "none"):
+        return None
+    if str(value).lower() in ("auto", "true"):
+        last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        if last is None:
+            logger.info("no checkpoint in %s: starting from scratch", training_args.output_dir)
+        return last
+    return value
+
+
+def kmer_baseline(splits: datasets.DatasetDict, alphabet: str) -> dict[str, float]:
+    """The k-mer ridge baseline on exactly these splits, in the data's units (first output only)."""
+    columns = {name: (splits[name]["sequence"], np.asarray(splits[name]["label"], dtype=float)) for name in SPLITS}
+    labels = {name: values.reshape(len(values), -1)[:, 0] for name, (_, values) in columns.items()}
+    baseline = fit_ridge_baseline(
+        columns["train"][0], labels["train"], columns["validation"][0], labels["validation"], alphabet,
+        BASELINE_KMERS[alphabet],
+    )  # fmt: skip
+    metrics = compute_expression_metrics(baseline.predict(columns["test"][0]), labels["test"])
+    return {**metrics, "alpha": baseline.alpha, "k": BASELINE_KMERS[alphabet]}
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def main(
+    argv: list[str] | None = None, default_recipe: Path | None = None, callbacks: list[TrainerCallback] = ()
+) -> dict:
+    model_args, data_args, masking_args, training_args, recipe = parse_arguments(argv, default_recipe)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    set_seed(training_args.seed)
+    started = time.time()
+    scratch = tempfile.TemporaryDirectory(prefix="expression-perceiver-")
+
+    # Data: splits, label scale from the train split only, standardised training targets.
+    raw_splits, metadata = load_splits(data_args, scratch.name)
+    mean, std = label_scale(metadata, data_args.standardize_labels)
+    splits = prepare_splits(raw_splits, mean, std, data_args.max_eval_samples)
+
+    # Model, tokenizer and collators: masking augmentation on training batches only.
+    model = build_model(model_args, len(mean), metadata.num_features, mean, std)
+    tokenizer = tokenizer_for(model.config.model_type)
+    collator = masking_collator(masking_args, tokenizer, model.config.model_type, training_args.seed)
+    logger.info(
+        "%s with %d parameters; masking: %s", type(model).__name__, model.num_parameters(), describe_masking(collator)
+    )
 
     trainer = ExpressionTrainer(
         model=model,
@@ -112,51 +172,110 @@ def main(argv: list[str] | None = None, default_recipe: Path | None = None) -> d
         processing_class=tokenizer,
         data_collator=collator,
         eval_data_collator=collator.for_evaluation(),
-        compute_metrics=metrics_in_original_units(mean, std, metadata.get("label_names")),
-        callbacks=[MaskingEpochCallback(collator)],
+        compute_metrics=metrics_in_original_units(mean, std, metadata.label_names),
+        callbacks=[MaskingEpochCallback(collator), *callbacks],
     )
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()  # the selected (best validation) model, with tokenizer and remote code
+    train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
 
     # Honest evaluation: the validation split selected the model; the test split is evaluated once, here.
     validation = trainer.evaluate(splits["validation"], metric_key_prefix="validation")
     test = trainer.predict(splits["test"], metric_key_prefix="test")
+    predictions = np.asarray(test.predictions).reshape(len(splits["test"]), -1) * std + mean
+    observed = np.asarray(test.label_ids).reshape(len(splits["test"]), -1) * std + mean
     results = {
+        "validation": strip_prefix(validation, "validation_"),
+        "test": strip_prefix(test.metrics, "test_"),
         "train": train_result.metrics,
-        "validation": validation,
-        "test": test.metrics,
-        "data": metadata,
+        "kmer_baseline": kmer_baseline(raw_splits, metadata.alphabet) if data_args.kmer_baseline else None,
         "seed": training_args.seed,
+        "recipe": recipe,
+        "command": "accelerate launch train.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "arguments": {
+            "model": asdict(model_args),
+            "data": asdict(data_args),
+            "masking": asdict(masking_args),
+            "training": training_args.to_dict(),
+        },
+        "data": {**metadata.to_dict(), "fingerprint": data_fingerprint(raw_splits)},
+        "versions": versions(),
+        "device": device_name(),
+        "world_size": training_args.world_size,
         "wall_time_s": time.time() - started,
     }
+    trainer.model_card = render_model_card(card_facts(trainer, results, metadata, collator, model_args))
+    trainer.save_model()  # the selected model, tokenizer, remote code and model card (rank 0 only)
     if trainer.is_world_process_zero():
-        Path(training_args.output_dir, "results.json").write_text(json.dumps(results, indent=2, default=str))
+        write_run_outputs(
+            training_args.output_dir, results, raw_splits["test"]["gene_id"], predictions, observed, metadata
+        )
         check_reload(training_args.output_dir, splits["test"], collator.for_evaluation(), test.predictions)
         logger.info(
-            "test r2 = %.3f (validation r2 = %.3f), %.0f s; model in %s",
-            test.metrics["test_r2"],
-            validation["validation_r2"],
-            results["wall_time_s"],
-            training_args.output_dir,
-        )
+            "test r2 = %.4f (validation r2 = %.4f) in %.0f s; model in %s",
+            results["test"]["r2"], results["validation"]["r2"], results["wall_time_s"], training_args.output_dir,
+        )  # fmt: skip
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message=f"Final model: test r2 {results['test']['r2']:.4f}", blocking=True)
+    scratch.cleanup()
     return results
+
+
+def strip_prefix(metrics: dict, prefix: str) -> dict:
+    return {key.removeprefix(prefix): value for key, value in metrics.items()}
+
+
+def card_facts(trainer, results: dict, metadata: DatasetMetadata, collator, model_args) -> ModelCardFacts:
+    args = trainer.args
+    config = trainer.model.config
+    encoder_config = config.dna_config if config.model_type == "protein_dna_perceiver" else config
+    return ModelCardFacts(
+        repo_id=args.hub_model_id or Path(args.output_dir).name,
+        model_type=config.model_type,
+        architecture=type(trainer.model).__name__,
+        parameters=trainer.model.num_parameters(),
+        label_names=metadata.label_names,
+        units=f"{metadata.label_transform} of {', '.join(metadata.label_names)}"
+        if metadata.label_transform != "none"
+        else ", ".join(metadata.label_names),
+        data_source=metadata.source,
+        data_fingerprint=results["data"]["fingerprint"],
+        split=describe_split(metadata),
+        metrics={"validation": results["validation"], "test": results["test"]},
+        masking=describe_masking(collator),
+        recipe=f"`{results['recipe']}`",
+        command=results["command"],
+        seed=args.seed,
+        epochs=float(results["train"].get("epoch", args.num_train_epochs)),
+        wall_time_s=results["wall_time_s"],
+        device=f"{results['device']} x {args.world_size}" if args.world_size > 1 else results["device"],
+        max_length=encoder_config.max_sequence_length,
+        feature_names=metadata.feature_names,
+        baseline=results["kmer_baseline"],
+    )
+
+
+def describe_split(metadata: DatasetMetadata) -> str:
+    """'random by gene, seed 0, fractions [0.8, 0.1, 0.1] (train 128, validation 16, test 16)'."""
+    how = ", ".join(str(value) if key == "method" else f"{key} {value}" for key, value in metadata.split.items())
+    return f"{how} ({', '.join(f'{name} {count:,}' for name, count in metadata.counts.items())})"
+
+
+def write_run_outputs(output_dir, results, gene_ids, predictions, observed, metadata: DatasetMetadata) -> None:
+    output = Path(output_dir)
+    write_json(output / "results.json", results)
+    write_predictions(output / "test_predictions.tsv", gene_ids, predictions, observed, metadata.label_names)
+    plot_predictions(output / "test_scatter.png", predictions, observed, metadata.label_names, output.name)
 
 
 def check_reload(output_dir: str, test_split: datasets.Dataset, collator: MaskingCollator, predictions) -> None:
     """Reloads the saved model through `AutoModelForSequenceClassification` and checks it predicts the same."""
-    import torch
-
     model = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
     batch = collator([test_split[i] for i in range(min(8, len(test_split)))])
     inputs = {key: value for key, value in batch.items() if key != "labels"}
     with torch.no_grad():
-        reloaded = model(**inputs).logits.numpy().reshape(len(batch["input_ids"]), -1)
+        reloaded = model(**inputs).logits.float().numpy().reshape(len(batch["input_ids"]), -1)
     expected = np.asarray(predictions).reshape(len(test_split), -1)[: len(reloaded)]
     difference = float(np.abs(reloaded - expected).max())
-    if difference > 1e-4:
+    if difference > 1e-3:
         raise RuntimeError(f"the reloaded checkpoint in {output_dir} predicts differently (max |diff| {difference:g})")
-    logger.info(
-        "reloaded %s with AutoModelForSequenceClassification: same predictions (max |diff| %.1e)",
-        output_dir,
-        difference,
-    )
+    logger.info("reloaded %s through AutoModelForSequenceClassification: same predictions (max |diff| %.1e)",
+                output_dir, difference)  # fmt: skip

@@ -2,6 +2,7 @@
 
 import dataclasses
 import re
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -18,6 +19,8 @@ from ..modeling import AminoAcidTokenizer, DNAPerceiverConfig, NucleotideTokeniz
 from .arguments import ModelArguments
 from .metrics import compute_expression_metrics
 
+PROTEIN_TOKENIZER_FOLDER = "protein_tokenizer"  # the Protein&DNAPerceiver's second tokenizer, beside the first
+
 
 class ExpressionTrainer(Trainer):
     """`Trainer` whose evaluation and prediction batches go through `eval_data_collator` (no masking augmentation
@@ -26,6 +29,21 @@ class ExpressionTrainer(Trainer):
     def __init__(self, *args, eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator or self.data_collator
+        self.model_card: str | None = None  # rendered once test results exist; saved and pushed as README.md
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict)
+        output_dir = Path(output_dir or self.args.output_dir)
+        if self.model.config.model_type == "protein_dna_perceiver":
+            AminoAcidTokenizer().save_pretrained(output_dir / PROTEIN_TOKENIZER_FOLDER)
+        if self.model_card is not None:
+            (output_dir / "README.md").write_text(self.model_card)
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        if self.model_card is None:
+            return super().create_model_card(*args, **kwargs)
+        if self.is_world_process_zero():
+            (Path(self.args.output_dir) / "README.md").write_text(self.model_card)
 
     def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False, **kwargs):
         training_collator = self.data_collator

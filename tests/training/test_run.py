@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from expression_perceiver.training.run import main
@@ -31,10 +32,22 @@ def tiny_run_arguments(output_dir, *extra: str) -> list[str]:
 
 def test_training_run_selects_on_validation_evaluates_test_once_and_saves_a_loadable_checkpoint(tmp_path):
     results = main(tiny_run_arguments(tmp_path / "run"))
-    saved = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert saved["test"]["test_n"] == 16 and saved["validation"]["validation_n"] == 16
-    assert 0.0 <= saved["test"]["test_r2"] <= 1.0
-    assert results["data"]["num_features"] == 8
+    run = tmp_path / "run"
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["test"]["n"] == 16 and saved["validation"]["n"] == 16
+    assert 0.0 <= saved["test"]["r2"] <= 1.0
+    assert results["data"]["num_features"] == 8 and len(saved["data"]["fingerprint"]) == 64
+    assert saved["versions"]["transformers"].startswith("5.") and saved["seed"] == 42
+    # The test predictions are written in the data's units and give back the reported test metrics.
+    rows = [line.split("\t") for line in (run / "test_predictions.tsv").read_text().splitlines()]
+    assert rows[0] == ["gene_id", "observed_label", "predicted_label"] and len(rows) == 17
+    observed, predicted = np.array([[float(v) for v in row[1:]] for row in rows[1:]]).T
+    assert np.corrcoef(observed, predicted)[0, 1] ** 2 == pytest.approx(saved["test"]["r2"], abs=1e-4)
+    assert (run / "test_scatter.png").read_bytes()[:4] == b"\x89PNG"
+    card = ModelCard.load(run / "README.md")
+    assert card.data.library_name == "transformers"
+    test_r2 = next(m for m in card.data.eval_results if m.metric_type == "r2")
+    assert test_r2.metric_value == pytest.approx(saved["test"]["r2"], abs=1e-4)
 
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run").eval()
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run")
@@ -59,4 +72,4 @@ def test_recipe_file_is_parsed(tmp_path):
         )
     )
     results = main([str(recipe)])
-    assert np.isfinite(results["test"]["test_mse"])
+    assert np.isfinite(results["test"]["mse"])

@@ -1,0 +1,280 @@
+"""Rebuild Xpresso inputs from a reference genome FASTA, a promoter BED, a label table and half-life features.
+
+The genome is opened with `pyfaidx` (plain FASTA, or bgzip with Biopython installed), which indexes it and reads
+only the windows asked for. Each BED line (chrom, start, end, gene_id, score, strand) gives one window; a minus-strand
+window is reverse-complemented so that the TSS sits at the same index on the gene's strand (10,000 for the Xpresso
+BED). A window running off either end of its chromosome is padded with N on that side. Soft-masked lower case and
+IUPAC codes are read as A C G T N.
+
+What is dropped is reported, never silent: genes without a label, genes without half-life features (when features
+are given), and windows on chromosomes missing from the FASTA. Missing chromosomes are reported rather than fatal,
+because a genome without some contigs is common; but a rebuild where no BED chromosome, or no BED gene's label, is
+found is an error, since it means a wrong genome or mismatched ids. Chromosome names match with or without a `chr`
+prefix (`1` = `chr1`, `MT` = `chrM`).
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyfaidx
+
+from .errors import DataError, ReadReport, file_label
+from .tables import LabelRow, open_text, tokenizer_for
+
+
+@dataclass(frozen=True)
+class PromoterWindow:
+    """One BED line: a 0-based, end-exclusive window around a gene's TSS."""
+
+    gene_id: str
+    chrom: str
+    start: int
+    end: int
+    strand: str
+    line: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+def read_promoter_bed(path: str | PathLike) -> list[PromoterWindow]:
+    """Windows of a BED file with at least six columns (chrom, start, end, gene_id, score, strand)."""
+    name = file_label(path)
+    windows = []
+    with open_text(path) as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            where = f"{name}: line {line_number}"
+            if len(fields) < 6:
+                raise DataError(f"{where} has {len(fields)} tab-separated columns; a promoter BED needs 6")
+            chrom, start, end, gene_id, _score, strand = (field.strip() for field in fields[:6])
+            try:
+                start, end = int(start), int(end)
+            except ValueError:
+                raise DataError(f"{where} has start {start!r} and end {end!r}; both must be integers") from None
+            if end <= start:
+                raise DataError(f"{where} has end {end} <= start {start}")
+            if strand not in ("+", "-"):
+                raise DataError(f"{where} (gene {gene_id}) has strand {strand!r}; it must be + or -")
+            if not gene_id:
+                raise DataError(f"{where} has an empty gene id (column 4)")
+            windows.append(PromoterWindow(gene_id, chrom, start, end, strand, line_number))
+    if not windows:
+        raise DataError(f"{name}: no promoter windows")
+    return windows
+
+
+def chromosome_aliases(name: str) -> list[str]:
+    """Names the same chromosome may have in another genome build's naming: `1`/`chr1`, `MT`/`chrM`."""
+    bare = name[3:] if name.lower().startswith("chr") else name
+    mitochondrial = ["M", "MT"] if bare.upper() in ("M", "MT") else [bare]
+    return [name] + [alias for bare in mitochondrial for alias in (bare, "chr" + bare) if alias != name]
+
+
+def _token_tables() -> tuple[np.ndarray, np.ndarray, int]:
+    """Letter by token id (A C G T N), complement by token id, and the id of N."""
+    vocabulary = tokenizer_for("dna").vocabulary()
+    letters = np.zeros(256, dtype=np.uint8)
+    complement = np.zeros(256, dtype=np.uint8)
+    for letter, paired in zip("ACGTN", "TGCAN", strict=True):
+        letters[vocabulary[letter]] = ord(letter)
+        complement[vocabulary[letter]] = vocabulary[paired]
+    return letters, complement, vocabulary["N"]
+
+
+LETTER_BY_ID, COMPLEMENT_BY_ID, N_ID = _token_tables()
+
+
+def reverse_complement(sequence: str) -> str:
+    """Reverse complement of a string of A C G T N (any case; IUPAC codes read as N)."""
+    ids = tokenizer_for("dna").encode_fast(sequence)
+    return LETTER_BY_ID[COMPLEMENT_BY_ID[ids[::-1]]].tobytes().decode("ascii")
+
+
+class Genome:
+    """A reference genome FASTA, indexed by `pyfaidx` (a `.fai`, and `.gzi` for bgzip, written beside it)."""
+
+    def __init__(self, path: str | PathLike):
+        self.path = Path(path)
+        self.name = file_label(path)
+        if not self.path.is_file():
+            raise DataError(f"{self.name}: file not found ({self.path})")
+        try:
+            self._fasta = pyfaidx.Fasta(str(self.path), as_raw=True)
+        except ImportError:
+            raise DataError(
+                f"{self.name}: reading a bgzip-compressed FASTA needs Biopython >= 1.73 (pip install biopython); "
+                "or decompress it"
+            ) from None
+        except pyfaidx.UnsupportedCompressionFormat:
+            raise DataError(
+                f"{self.name}: compressed with plain gzip, which cannot be indexed; recompress it with bgzip "
+                "or decompress it"
+            ) from None
+        except (pyfaidx.FastaIndexingError, ValueError, OSError) as error:
+            raise DataError(f"{self.name}: cannot be indexed as FASTA ({error})") from None
+        self._tokenizer = tokenizer_for("dna")
+
+    @property
+    def sequence_names(self) -> list[str]:
+        return list(self._fasta.keys())
+
+    def resolve(self, chrom: str) -> str | None:
+        """The FASTA sequence name of a BED chromosome, trying `chr`-prefix aliases; None when absent."""
+        return next((alias for alias in chromosome_aliases(chrom) if alias in self._fasta), None)
+
+    def length(self, name: str) -> int:
+        return len(self._fasta[name])
+
+    def window(self, name: str, start: int, end: int, strand: str, gene_id: str = "") -> tuple[str, bool]:
+        """The window [start, end) of sequence `name` on `strand` as A C G T N, and whether it was padded with N.
+
+        Positions before the chromosome start or past its end are N, on the side where they fall.
+        """
+        length = self.length(name)
+        inside_start, inside_end = max(start, 0), min(end, length)
+        inside = self._fasta[name][inside_start:inside_end] if inside_start < inside_end else ""
+        ids = self._tokenizer.encode_fast(inside)
+        invalid = np.flatnonzero(ids == self._tokenizer.unk_token_id)
+        if len(invalid):
+            position = int(invalid[0])
+            raise DataError(
+                f"{self.name}: sequence {name!r} position {inside_start + position + 1:,} (1-based) has letter "
+                f"{inside[position]!r}, not a DNA letter (window of gene {gene_id})"
+            )
+        left_pad = min(max(-start, 0), end - start)
+        right_pad = end - start - left_pad - len(ids)
+        ids = np.concatenate([np.full(left_pad, N_ID, np.uint8), ids, np.full(right_pad, N_ID, np.uint8)])
+        if strand == "-":
+            ids = COMPLEMENT_BY_ID[ids[::-1]]
+        return LETTER_BY_ID[ids].tobytes().decode("ascii"), bool(left_pad or right_pad)
+
+    def close(self) -> None:
+        self._fasta.close()
+
+    def __enter__(self) -> "Genome":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def select_promoter_windows(
+    windows: list[PromoterWindow],
+    genome: Genome,
+    labels: dict[str, LabelRow],
+    half_life: dict[str, list[float]] | None = None,
+    report: ReadReport | None = None,
+    labels_name: str = "the label table",
+    half_life_name: str = "the half-life table",
+) -> list[PromoterWindow]:
+    """The windows that can be rebuilt: chromosome in the genome, gene labelled, and with half-life features when
+    those are given. Everything left out is counted in `report` (and labels without a window too)."""
+    report = report if report is not None else ReadReport(genome.name)
+    bed_chroms = list(dict.fromkeys(window.chrom for window in windows))
+    missing_chroms = [chrom for chrom in bed_chroms if genome.resolve(chrom) is None]
+    if len(missing_chroms) == len(bed_chroms):
+        raise DataError(
+            f"{genome.name}: none of the BED chromosomes ({', '.join(bed_chroms[:5])}, ...) is in the genome "
+            f"(its sequences: {', '.join(genome.sequence_names[:5])}, ...): wrong genome?"
+        )
+    if not any(window.gene_id in labels for window in windows):
+        raise DataError(
+            f"{labels_name}: no BED gene has a label (BED ids like {windows[0].gene_id!r}, "
+            f"label ids like {next(iter(labels), 'none')!r})"
+        )
+    for chrom in missing_chroms:
+        report.note(f"chromosomes missing from {genome.name}", chrom)
+    missing = set(missing_chroms)
+    selected = []
+    for window in windows:
+        if window.chrom in missing:
+            report.drop(f"chromosome not in {genome.name}", window.gene_id)
+        elif window.gene_id not in labels:
+            report.drop(f"no label in {labels_name}", window.gene_id)
+        elif half_life is not None and window.gene_id not in half_life:
+            report.drop(f"no half-life features in {half_life_name}", window.gene_id)
+        else:
+            selected.append(window)
+    windowed = {window.gene_id for window in windows}
+    for gene_id in labels:
+        if gene_id not in windowed:
+            report.drop("label without a BED window", gene_id)
+    return selected
+
+
+def iter_promoter_records(
+    genome: Genome,
+    windows: list[PromoterWindow],
+    labels: dict[str, LabelRow],
+    half_life: dict[str, list[float]] | None = None,
+    crop: tuple[int, int] | None = None,
+    report: ReadReport | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Records `{"gene_id", "sequence", "label", "chrom"[, "features"]}` of selected windows, in BED order.
+
+    `crop` (start, end) keeps those indices of each window on the gene's strand (e.g. 3000..13500, Xpresso's best
+    -7,000..+3,500 around the TSS of a 20,000-base window); None keeps the whole window.
+    """
+    report = report if report is not None else ReadReport(genome.name)
+    seen: set[str] = set()
+    for window in windows:
+        if crop is not None and not 0 <= crop[0] < crop[1] <= window.length:
+            raise DataError(
+                f"BED line {window.line} (gene {window.gene_id}): window {crop[0]}..{crop[1]} does not fit its "
+                f"{window.length:,}-base window"
+            )
+        name = genome.resolve(window.chrom)
+        sequence, padded = genome.window(name, window.start, window.end, window.strand, window.gene_id)
+        if padded:
+            report.note("padded with N (window runs off its chromosome)", window.gene_id)
+        if window.gene_id in seen:
+            report.note("repeated gene id (kept; all rows of an id go to one split)", window.gene_id)
+        seen.add(window.gene_id)
+        label_row = labels[window.gene_id]
+        record: dict[str, Any] = {
+            "gene_id": window.gene_id,
+            "sequence": sequence[crop[0] : crop[1]] if crop else sequence,
+            "label": label_row.label,
+            "chrom": window.chrom,
+        }
+        features = half_life[window.gene_id] if half_life is not None else label_row.features
+        if features:
+            record["features"] = features
+        report.records += 1
+        yield record
+
+
+def rebuild_promoter_records(
+    genome_path: str | PathLike,
+    bed_path: str | PathLike,
+    labels: dict[str, LabelRow],
+    half_life: dict[str, list[float]] | None = None,
+    crop: tuple[int, int] | None = None,
+    report: ReadReport | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Streams the records of a whole rebuild: reads the BED, opens the genome, selects and fetches windows."""
+    windows = read_promoter_bed(bed_path)
+    with Genome(genome_path) as genome:
+        report = report if report is not None else ReadReport(genome.name)
+        selected = select_promoter_windows(windows, genome, labels, half_life, report)
+        yield from iter_promoter_records(genome, selected, labels, half_life, crop, report)
+
+
+__all__ = [
+    "Genome",
+    "PromoterWindow",
+    "chromosome_aliases",
+    "iter_promoter_records",
+    "read_promoter_bed",
+    "rebuild_promoter_records",
+    "reverse_complement",
+    "select_promoter_windows",
+]

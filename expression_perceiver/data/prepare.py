@@ -1,0 +1,437 @@
+"""`expression-perceiver prepare ...`: biologists' files to a saved `datasets.DatasetDict` (and Xpresso HDF5).
+
+Subcommands:
+    xpresso  a folder with train.h5 / valid.h5 / test.h5 -> dataset (the files' own splits)
+    genome   genome FASTA + promoter BED + labels [+ half-life features] -> dataset and/or Xpresso HDF5 files
+    table    TSV/CSV with id, sequence and label columns -> dataset
+    fasta    FASTA + label table joined by id -> dataset
+
+Outputs are written atomically: into a temporary folder beside the target, renamed at the end; after an error
+nothing half-written is left. Bad input ends with one line on stderr and exit code 2.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from .dataset_dict import (
+    SPLIT_NAMES,
+    DatasetMetadata,
+    SplitSpec,
+    atomic_output_dir,
+    build_dataset_dict,
+    save_dataset,
+    scratch_dir_beside,
+    split_by_chromosome,
+    split_by_gene,
+)
+from .errors import DataError, ReadReport, file_label
+from .genome import Genome, PromoterWindow, iter_promoter_records, read_promoter_bed, select_promoter_windows
+from .tables import (
+    DEFAULT_PROTEIN_MAX_LENGTH,
+    LabelRow,
+    LabelSpec,
+    read_fasta_with_labels,
+    read_feature_table,
+    read_label_table,
+    read_sequence_table,
+)
+from .xpresso import (
+    XPRESSO_BEST_WINDOW,
+    XPRESSO_FEATURE_NAMES,
+    XPRESSO_FULL_WINDOW,
+    XPRESSO_SPLIT_FILES,
+    XpressoH5File,
+    XpressoH5Writer,
+    read_xpresso_h5,
+    xpresso_split_files,
+)
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "-o", "--output", type=Path, required=required, help="folder to write the dataset to (save_to_disk + JSON)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def _add_window_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--window",
+        type=int,
+        nargs=2,
+        metavar=("START", "END"),
+        default=XPRESSO_BEST_WINDOW,
+        help="indices of the 20,000-base window to keep, TSS at 10,000 (default: 3000 13500, Xpresso's best "
+        "-7,000..+3,500)",
+    )
+    group.add_argument("--full-window", action="store_true", help="keep the whole window")
+
+
+def _add_label_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--id-column", default="gene_id", help="column of record ids (default: %(default)s)")
+    parser.add_argument(
+        "--label-column",
+        action="append",
+        help="label column; repeat for several outputs (default: label)",
+    )
+    parser.add_argument("--log10", action="store_true", help="store log10(label + pseudocount)")
+    parser.add_argument("--pseudocount", type=float, default=0.0, help="added before log10 (default: %(default)s)")
+    parser.add_argument(
+        "--drop-missing-labels",
+        action="store_true",
+        help="drop rows with an empty/NaN label and count them (default: such a row is an error)",
+    )
+
+
+def _add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", choices=("random", "chromosomes"), default="random", help="how to split")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random split by gene (default: 0)")
+    parser.add_argument(
+        "--fractions",
+        type=float,
+        nargs=3,
+        default=(0.8, 0.1, 0.1),
+        metavar=("TRAIN", "VALIDATION", "TEST"),
+        help="fractions of genes per split (default: 0.8 0.1 0.1)",
+    )
+    parser.add_argument(
+        "--validation-chromosomes", nargs="+", default=(), metavar="CHROM", help="held out for validation"
+    )
+    parser.add_argument("--test-chromosomes", nargs="+", default=(), metavar="CHROM", help="held out for test")
+
+
+def _add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alphabet", choices=("dna", "protein"), required=True, help="sequence letters")
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        help=f"truncate longer sequences and count them (default: {DEFAULT_PROTEIN_MAX_LENGTH:,} for proteins, "
+        "none for DNA; 0 for none)",
+    )
+
+
+def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Adds `prepare` and its subcommands to a CLI's subparsers; the parsed namespace's `run` is `run_prepare`."""
+    prepare = subparsers.add_parser(
+        "prepare",
+        help="turn Xpresso HDF5, genome + BED, tables or FASTA into a dataset",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = prepare.add_subparsers(dest="prepare_command", required=True, metavar="SOURCE")
+
+    xpresso = commands.add_parser("xpresso", help="folder with train.h5, valid.h5, test.h5 -> dataset")
+    xpresso.add_argument("folder", type=Path, help="folder holding the three Xpresso HDF5 files")
+    _add_output_arguments(xpresso)
+    _add_window_arguments(xpresso)
+
+    genome = commands.add_parser("genome", help="genome FASTA + promoter BED + labels -> dataset / Xpresso HDF5")
+    genome.add_argument("--genome", type=Path, required=True, help="reference FASTA (plain or bgzip)")
+    genome.add_argument(
+        "--bed", type=Path, required=True, help="promoter windows: chrom start end gene_id score strand"
+    )
+    genome.add_argument("--labels", type=Path, required=True, help="TSV/CSV table of labels by gene id")
+    _add_label_arguments(genome)
+    genome.add_argument("--half-life", type=Path, help="TSV/CSV table of mRNA half-life features by gene id")
+    genome.add_argument(
+        "--half-life-columns",
+        nargs="+",
+        default=list(XPRESSO_FEATURE_NAMES),
+        metavar="COLUMN",
+        help="feature columns of the half-life table (default: Xpresso's 8)",
+    )
+    _add_output_arguments(genome, required=False)
+    genome.add_argument("--h5-dir", type=Path, help="also (or only) write train.h5, valid.h5, test.h5 here")
+    _add_window_arguments(genome)
+    _add_split_arguments(genome)
+
+    table = commands.add_parser("table", help="TSV/CSV with ids, sequences and labels -> dataset")
+    table.add_argument("table", type=Path, help="TSV/CSV file, optionally gzip")
+    _add_sequence_arguments(table)
+    table.add_argument("--sequence-column", default="sequence", help="(default: %(default)s)")
+    _add_label_arguments(table)
+    table.add_argument("--feature-column", action="append", default=[], help="numeric feature column; repeatable")
+    table.add_argument("--chrom-column", help="column of chromosomes (needed by --split chromosomes)")
+    _add_output_arguments(table)
+    _add_split_arguments(table)
+
+    fasta = commands.add_parser("fasta", help="FASTA + label table joined by id -> dataset")
+    fasta.add_argument("fasta", type=Path, help="FASTA file, plain or gzip; the id is the header's first word")
+    fasta.add_argument("--labels", type=Path, required=True, help="TSV/CSV table of labels by id")
+    _add_sequence_arguments(fasta)
+    _add_label_arguments(fasta)
+    fasta.add_argument("--feature-column", action="append", default=[], help="numeric feature column; repeatable")
+    _add_output_arguments(fasta)
+    _add_split_arguments(fasta)
+
+    prepare.set_defaults(run=run_prepare)
+    return prepare
+
+
+def _window(args: argparse.Namespace) -> tuple[int, int] | None:
+    """The window to keep, or None for the whole one."""
+    if args.full_window:
+        return None
+    start, end = args.window
+    if not 0 <= start < end <= XPRESSO_FULL_WINDOW[1]:
+        raise DataError(f"--window {start} {end}: must satisfy 0 <= START < END <= {XPRESSO_FULL_WINDOW[1]:,}")
+    return start, end
+
+
+def _label_spec(args: argparse.Namespace) -> LabelSpec:
+    if args.pseudocount and not args.log10:
+        raise DataError("--pseudocount is only used with --log10")
+    return LabelSpec(tuple(args.label_column or ["label"]), args.log10, args.pseudocount, args.drop_missing_labels)
+
+
+def _split_spec(args: argparse.Namespace) -> SplitSpec:
+    try:
+        return SplitSpec(
+            method=args.split,
+            fractions=tuple(args.fractions),
+            seed=args.seed,
+            validation_chromosomes=tuple(args.validation_chromosomes),
+            test_chromosomes=tuple(args.test_chromosomes),
+        )
+    except ValueError as error:
+        raise DataError(f"split options: {error}") from None
+
+
+def _max_length(args: argparse.Namespace) -> int | None:
+    if args.max_length is None:
+        return DEFAULT_PROTEIN_MAX_LENGTH if args.alphabet == "protein" else None
+    return args.max_length or None
+
+
+def _check_writable(path: Path | None, overwrite: bool) -> None:
+    """Fails before any work when an output exists and is not to be replaced."""
+    if path is not None and path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists (pass --overwrite to replace it)")
+
+
+def _print_summary(metadata: DatasetMetadata, output: Path, reports: Sequence[ReadReport]) -> None:
+    counts = "  ".join(f"{name} {metadata.counts[name]:,}" for name in SPLIT_NAMES)
+    print(f"wrote {output}: {counts}")
+    mean, std = np.round(metadata.label_mean, 4).tolist(), np.round(metadata.label_std, 4).tolist()
+    print(
+        f"  label {', '.join(metadata.label_names)} (transform {metadata.label_transform}): train mean {mean}, "
+        f"std {std}"
+    )
+    if metadata.feature_names:
+        print(f"  features: {metadata.num_features} ({', '.join(metadata.feature_names)})")
+    for report in reports:
+        for line in report.summary_lines():
+            print(f"  {line}")
+
+
+def _build_and_save(records, output: Path, overwrite: bool, reports: Sequence[ReadReport], **build_options) -> None:
+    with scratch_dir_beside(output) as cache_dir:
+        dataset_dict, metadata = build_dataset_dict(records, cache_dir=cache_dir, reports=reports, **build_options)
+        save_dataset(dataset_dict, metadata, output, overwrite)
+    _print_summary(metadata, output, reports)
+
+
+def prepare_xpresso(args: argparse.Namespace) -> None:
+    _check_writable(args.output, args.overwrite)
+    window = _window(args) or XPRESSO_FULL_WINDOW
+    folder = Path(args.folder)
+    paths = xpresso_split_files(folder)
+    # Open all three first: a structural problem in any file stops before anything is written.
+    feature_names = {}
+    for split, path in paths.items():
+        with XpressoH5File(path) as xpresso_file:
+            feature_names[split] = xpresso_file.feature_names
+    if len({len(names) for names in feature_names.values()}) > 1:
+        widths = ", ".join(f"{paths[split].name} {len(names)}" for split, names in feature_names.items())
+        raise DataError(f"{folder}: the files' key 'data' have different numbers of columns ({widths})")
+    records = {split: (lambda path=path: read_xpresso_h5(path, window)) for split, path in paths.items()}
+    _build_and_save(
+        records,
+        args.output,
+        args.overwrite,
+        reports=[],
+        alphabet="dna",
+        source=f"Xpresso HDF5 files in {folder.name or folder} (promoter indices {window[0]}..{window[1]})",
+        feature_names=feature_names["train"],
+        split=SplitSpec(method="given"),
+    )
+
+
+def prepare_genome(args: argparse.Namespace) -> None:
+    if args.output is None and args.h5_dir is None:
+        raise DataError("nothing to write: pass --output and/or --h5-dir")
+    _check_writable(args.output, args.overwrite)
+    _check_writable(args.h5_dir, args.overwrite)
+    crop = _window(args)
+    labels_spec, split = _label_spec(args), _split_spec(args)
+    report = ReadReport(f"{file_label(args.genome)} + {file_label(args.bed)}")
+    labels = read_label_table(args.labels, args.id_column, labels_spec, report=report)
+    half_life = read_feature_table(args.half_life, args.id_column, args.half_life_columns) if args.half_life else None
+    windows = read_promoter_bed(args.bed)
+    with Genome(args.genome) as genome:
+        selected = select_promoter_windows(
+            windows,
+            genome,
+            labels,
+            half_life,
+            report,
+            labels_name=file_label(args.labels),
+            half_life_name=file_label(args.half_life) if args.half_life else "",
+        )
+        if args.h5_dir is not None:
+            # The dataset pass, if any, counts into the report; this pass must not count twice.
+            h5_report = ReadReport(report.source) if args.output is not None else report
+            _write_xpresso_splits(genome, selected, labels, half_life, split, args, h5_report)
+        if args.output is not None:
+            _build_and_save(
+                lambda: iter_promoter_records(genome, selected, labels, half_life, crop, report),
+                args.output,
+                args.overwrite,
+                reports=[report],
+                alphabet="dna",
+                source=f"genome {file_label(args.genome)}, promoters {file_label(args.bed)}, "
+                f"labels {file_label(args.labels)}" + (f" (window {crop[0]}..{crop[1]})" if crop else ""),
+                label_names=labels_spec.columns,
+                label_transform=labels_spec.transform,
+                feature_names=args.half_life_columns if half_life is not None else (),
+                with_chrom=True,
+                split=split,
+            )
+        else:
+            report.log()
+            for line in report.summary_lines():
+                print(f"  {line}")
+
+
+def _write_xpresso_splits(
+    genome: Genome,
+    selected: list[PromoterWindow],
+    labels: dict[str, LabelRow],
+    half_life: dict[str, list[float]] | None,
+    split: SplitSpec,
+    args: argparse.Namespace,
+    report: ReadReport,
+) -> None:
+    """Writes the full 20,000-base windows as Xpresso train/valid/test files, split like the dataset."""
+    if split.method == "random":
+        split_names = split_by_gene([window.gene_id for window in selected], split.fractions, split.seed)
+    else:
+        chroms = [window.chrom for window in selected]
+        try:
+            split_names = split_by_chromosome(chroms, split.validation_chromosomes, split.test_chromosomes)
+        except DataError as error:
+            raise DataError(f"{file_label(args.bed)}: {error}") from None
+    with atomic_output_dir(args.h5_dir, args.overwrite) as partial:
+        writers = {name: XpressoH5Writer(partial / XPRESSO_SPLIT_FILES[name]) for name in SPLIT_NAMES}
+        try:
+            records = iter_promoter_records(genome, selected, labels, half_life, None, report)
+            for record, split_name in zip(records, split_names, strict=True):
+                writers[split_name].add(record)
+        except BaseException:
+            for writer in writers.values():
+                writer.discard()
+            raise
+        for writer in writers.values():
+            writer.close()
+    counts = "  ".join(f"{XPRESSO_SPLIT_FILES[name]} {writers[name].num_rows:,}" for name in SPLIT_NAMES)
+    print(f"wrote {args.h5_dir}: {counts}")
+
+
+def prepare_table(args: argparse.Namespace) -> None:
+    _check_writable(args.output, args.overwrite)
+    labels_spec, split, name = _label_spec(args), _split_spec(args), file_label(args.table)
+    report = ReadReport(name)
+    _build_and_save(
+        lambda: read_sequence_table(
+            args.table,
+            alphabet=args.alphabet,
+            id_column=args.id_column,
+            sequence_column=args.sequence_column,
+            labels=labels_spec,
+            feature_columns=args.feature_column,
+            chrom_column=args.chrom_column,
+            max_length=_max_length(args),
+            report=report,
+        ),
+        args.output,
+        args.overwrite,
+        reports=[report],
+        alphabet=args.alphabet,
+        source=f"table {name} (ids {args.id_column}, sequences {args.sequence_column})",
+        label_names=labels_spec.columns,
+        label_transform=labels_spec.transform,
+        feature_names=args.feature_column,
+        with_chrom=args.chrom_column is not None,
+        split=split,
+    )
+
+
+def prepare_fasta(args: argparse.Namespace) -> None:
+    _check_writable(args.output, args.overwrite)
+    labels_spec, split = _label_spec(args), _split_spec(args)
+    report = ReadReport(f"{file_label(args.fasta)} + {file_label(args.labels)}")
+    _build_and_save(
+        lambda: read_fasta_with_labels(
+            args.fasta,
+            args.labels,
+            alphabet=args.alphabet,
+            id_column=args.id_column,
+            labels=labels_spec,
+            feature_columns=args.feature_column,
+            max_length=_max_length(args),
+            report=report,
+        ),
+        args.output,
+        args.overwrite,
+        reports=[report],
+        alphabet=args.alphabet,
+        source=f"FASTA {file_label(args.fasta)}, labels {file_label(args.labels)} (ids {args.id_column})",
+        label_names=labels_spec.columns,
+        label_transform=labels_spec.transform,
+        feature_names=args.feature_column,
+        split=split,
+    )
+
+
+PREPARE_COMMANDS = {
+    "xpresso": prepare_xpresso,
+    "genome": prepare_genome,
+    "table": prepare_table,
+    "fasta": prepare_fasta,
+}
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    """Runs a parsed `prepare` command; bad input is one line on stderr and exit code 2."""
+    # Progress bars help at a terminal; in logs and pipes they would bury the one line that matters.
+    show_progress = sys.stderr.isatty()
+    progress_was_enabled = datasets.is_progress_bar_enabled()
+    if not show_progress:
+        datasets.disable_progress_bars()
+    try:
+        PREPARE_COMMANDS[args.prepare_command](args)
+    except (DataError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if progress_was_enabled and not show_progress:
+            datasets.enable_progress_bars()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m expression_perceiver.data.prepare ...`, the same as `expression-perceiver prepare ...`."""
+    parser = argparse.ArgumentParser(prog="expression-perceiver")
+    add_prepare_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["prepare", *(sys.argv[1:] if argv is None else argv)])
+    return run_prepare(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

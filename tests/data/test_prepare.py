@@ -1,0 +1,177 @@
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from expression_perceiver.data.dataset_dict import load_dataset_dir
+from expression_perceiver.data.prepare import add_prepare_parser, main, run_prepare
+from expression_perceiver.data.xpresso import XPRESSO_FEATURE_NAMES, write_xpresso_h5
+
+from .helpers import hand_reverse_complement, random_dna, write_fasta, write_table, xpresso_records
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary folders an interrupted write would leave behind."""
+    return sorted(path.name for path in folder.iterdir() if ".partial-" in path.name or ".scratch-" in path.name)
+
+
+@pytest.fixture
+def protein_table(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [[f"G{i}", "M" + random_dna(rng, 30, "ACDEFGHIKLMNPQRSTVWY"), 10 ** rng.normal(1, 1)] for i in range(40)]
+    return write_table(tmp_path / "proteins.tsv", ["gene_id", "sequence", "ppm"], rows)
+
+
+def test_parser_plugs_into_a_cli(tmp_path, protein_table):
+    parser = argparse.ArgumentParser(prog="expression-perceiver")
+    add_prepare_parser(parser.add_subparsers(dest="command", required=True))
+    argv = ["prepare", "table", str(protein_table), "--alphabet", "protein", "--label-column", "ppm", "-o", "out"]
+    args = parser.parse_args(argv)
+    assert args.run is run_prepare and args.prepare_command == "table" and args.max_length is None
+
+
+def test_table_to_dataset(tmp_path, protein_table, capsys):
+    out = tmp_path / "proteins"
+    argv = ["table", str(protein_table), "--alphabet", "protein", "--label-column", "ppm", "--log10", "-o", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}: train 32  validation 4  test 4" in printed
+    assert "label ppm (transform log10(x)): train mean" in printed
+    dataset_dict, metadata = load_dataset_dir(out)
+    assert metadata.alphabet == "protein" and metadata.label_transform == "log10(x)"
+    assert metadata.split == {"method": "random by gene", "seed": 0, "fractions": [0.8, 0.1, 0.1]}
+    assert len(dataset_dict["train"]) == 32
+    assert leftovers(tmp_path) == []
+
+
+def test_fasta_to_dataset_prints_what_was_dropped(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    fasta = write_fasta(
+        tmp_path / "p.fa", {f"P{i}": "M" + random_dna(rng, 20, "ACDEFGHIKLMNPQRSTVWY") for i in range(30)}
+    )
+    labels = write_table(tmp_path / "labels.csv", ["gene_id", "label"], [[f"P{i}", i] for i in range(1, 31)], ",")
+    out = tmp_path / "out"
+    assert main(["fasta", str(fasta), "--labels", str(labels), "--alphabet", "protein", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "dropped, no label in labels.csv: 1 (first: P0)" in printed
+    assert "dropped, label without a record in p.fa: 1 (first: P30)" in printed
+    assert sum(load_dataset_dir(out)[1].counts.values()) == 29
+
+
+@pytest.fixture
+def xpresso_folder(tmp_path):
+    folder = tmp_path / "xpresso"
+    folder.mkdir()
+    for offset, name in enumerate(("train.h5", "valid.h5", "test.h5")):
+        write_xpresso_h5(folder / name, xpresso_records(4 if name == "train.h5" else 2, seed=offset))
+    return folder
+
+
+def test_xpresso_files_to_dataset_with_windows(tmp_path, xpresso_folder, capsys):
+    out = tmp_path / "best"
+    assert main(["xpresso", str(xpresso_folder), "-o", str(out)]) == 0
+    dataset_dict, metadata = load_dataset_dir(out)
+    assert metadata.counts == {"train": 4, "validation": 2, "test": 2}
+    assert metadata.feature_names == list(XPRESSO_FEATURE_NAMES)
+    assert metadata.split == {"method": "given by the source"}
+    expected = xpresso_records(2, seed=1)[1]["sequence"][3_000:13_500]
+    assert dataset_dict["validation"][1]["sequence"] == expected
+    assert len(dataset_dict["train"][0]["features"]) == 8
+    assert main(["xpresso", str(xpresso_folder), "-o", str(tmp_path / "full"), "--full-window"]) == 0
+    assert len(load_dataset_dir(tmp_path / "full")[0]["test"][0]["sequence"]) == 20_000
+
+
+@pytest.fixture
+def genome_inputs(tmp_path):
+    rng = np.random.default_rng(2)
+    chromosomes = {f"chr{i}": random_dna(rng, 45_000) for i in (1, 2, 3)}
+    fasta = write_fasta(tmp_path / "genome.fa", chromosomes)
+    bed_rows, label_rows = [], []
+    for i in range(12):
+        chrom, start, strand = f"{i % 3 + 1}", 1_000 + 2_000 * i, "+-"[i % 2]
+        bed_rows.append(f"{chrom}\t{start}\t{start + 20_000}\tENSG{i}\t0\t{strand}\n")
+        label_rows.append([f"ENSG{i}", rng.normal()])
+    bed = tmp_path / "promoters.bed"
+    bed.write_text("".join(bed_rows))
+    labels = write_table(tmp_path / "labels.tsv", ["gene_id", "label"], label_rows)
+    return chromosomes, fasta, bed, labels
+
+
+def test_genome_to_dataset_and_xpresso_files(tmp_path, genome_inputs, capsys):
+    chromosomes, fasta, bed, labels = genome_inputs
+    out, h5_dir = tmp_path / "dataset", tmp_path / "h5"
+    argv = ["genome", "--genome", str(fasta), "--bed", str(bed), "--labels", str(labels), "-o", str(out)]
+    argv += ["--h5-dir", str(h5_dir), "--split", "chromosomes", "--validation-chromosomes", "chr2"]
+    argv += ["--test-chromosomes", "3"]
+    assert main(argv) == 0
+    dataset_dict, metadata = load_dataset_dir(out)
+    assert metadata.counts == {"train": 4, "validation": 4, "test": 4}
+    assert set(dataset_dict["test"]["chrom"]) == {"3"}
+    with h5py.File(h5_dir / "valid.h5") as handle:
+        assert handle["promoter"].shape == (4, 20_000, 4)
+        assert [name.decode() for name in handle["geneName"][()]] == dataset_dict["validation"]["gene_id"]
+    # ENSG1: chrom 2, minus strand, window 3,000..23,000; the dataset keeps indices 3,000..13,500 of it.
+    record = dataset_dict["validation"][0]
+    assert record["gene_id"] == "ENSG1"
+    assert record["sequence"] == hand_reverse_complement(chromosomes["chr2"][3_000:23_000])[3_000:13_500]
+    assert f"wrote {h5_dir}: train.h5 4  valid.h5 4  test.h5 4" in capsys.readouterr().out
+
+
+def test_genome_errors_leave_nothing_behind(tmp_path, genome_inputs, capsys):
+    _, fasta, bed, labels = genome_inputs
+    short = tmp_path / "short.bed"
+    short.write_text("chr1\t0\t1000\tENSG0\t0\t+\nchr1\t0\t1000\tENSG1\t0\t+\n")
+    argv = ["genome", "--genome", str(fasta), "--bed", str(short), "--labels", str(labels)]
+    assert main([*argv, "--h5-dir", str(tmp_path / "h5"), "--full-window"]) == 2
+    assert "has 1,000 bases; the Xpresso format needs 20,000" in capsys.readouterr().err
+    assert main(argv) == 2
+    assert "nothing to write: pass --output and/or --h5-dir" in capsys.readouterr().err
+    assert not (tmp_path / "h5").exists() and leftovers(tmp_path) == []
+
+
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
+    table = write_table(
+        tmp_path / "t.tsv",
+        ["gene_id", "sequence", "label"],
+        [[f"G{i}", "ACGT", i] for i in range(50)] + [["bad", "AJ", 1]],
+    )
+    out = tmp_path / "out"
+    assert main(["table", str(table), "--alphabet", "dna", "-o", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error == "error: t.tsv: line 52 (id bad) has letter 'J' at position 2 (1-based), not a dna letter\n"
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_existing_output_needs_overwrite(tmp_path, protein_table, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["table", str(protein_table), "--alphabet", "protein", "--label-column", "ppm", "-o", str(out)]
+    assert main(argv) == 2
+    assert "already exists (pass --overwrite to replace it)" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    assert load_dataset_dir(out)[1].counts["train"] == 32
+
+
+def test_command_line_process_prints_one_line_on_bad_input(tmp_path):
+    table = write_table(tmp_path / "t.tsv", ["gene_id", "sequence", "label"], [["A", "ACGT", "NaN"]])
+    code = "from expression_perceiver.data.prepare import main; raise SystemExit(main())"
+    environment = dict(os.environ, PYTHONPATH=str(REPOSITORY), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        [sys.executable, "-c", code, "table", str(table), "--alphabet", "dna", "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: t.tsv: line 2 (id A) column 'label' is empty or NaN "
+        "(drop such rows with LabelSpec.drop_missing or --drop-missing-labels)"
+    ]

@@ -1,0 +1,204 @@
+"""The k-mer ridge baseline: counts against a naive count, ridge against the normal equations, reference figures."""
+
+import argparse
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from expression_perceiver import baseline
+from expression_perceiver.baseline import (
+    ALPHABETS,
+    add_baseline_parser,
+    baseline_features,
+    fit_ridge_baseline,
+    kmer_features,
+    kmer_names,
+    read_labelled_sequences,
+    ridge_path,
+    run_baseline,
+    split_indices,
+)
+
+
+def naive_kmer_frequencies(sequence: str, letters: str, ks: list[int]) -> np.ndarray:
+    """One k-mer at a time, the way one would count by hand."""
+    row = []
+    for k in ks:
+        names = kmer_names(letters, [k])
+        counts = dict.fromkeys(names, 0)
+        for start in range(len(sequence) - k + 1):
+            kmer = sequence[start : start + k].upper()
+            if all(letter in letters for letter in kmer):
+                counts[kmer] += 1
+        row.extend(counts[name] / max(len(sequence) - k + 1, 1) for name in names)
+    return np.array(row)
+
+
+def random_sequences(rng: np.random.Generator, letters: str, count: int) -> list[str]:
+    lengths = rng.integers(0, 40, size=count)
+    return ["".join(rng.choice(list(letters), size=length)) for length in lengths]
+
+
+@pytest.mark.parametrize(
+    ("alphabet", "letters", "ks"),
+    [
+        ("dna", "ACGTacgtN", [1, 2, 3, 4]),
+        ("protein", "ACDEFGHIKLMNPQRSTVWYXU", [1, 2]),
+        ("ACG", "ACGT", [2, 5]),
+    ],
+)
+def test_kmer_features_match_a_naive_count(alphabet, letters, ks, monkeypatch):
+    rng = np.random.default_rng(1)
+    sequences = random_sequences(rng, letters, 60) + ["", "A", "NNNN"]
+    # A tiny chunk size makes the counting run over many chunks, as it does on long promoters.
+    monkeypatch.setattr(baseline, "_CHUNK_LETTERS", 50)
+
+    features = kmer_features(sequences, alphabet, ks)
+
+    expected = np.stack(
+        [naive_kmer_frequencies(sequence, ALPHABETS.get(alphabet, alphabet), ks) for sequence in sequences]
+    )
+    assert features.shape == (len(sequences), sum(len(ALPHABETS.get(alphabet, alphabet)) ** k for k in ks))
+    np.testing.assert_allclose(features, expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(kmer_features(sequences, alphabet, ks), features)
+
+
+def test_kmer_names_follow_the_alphabet_order():
+    assert kmer_names("dna", [1, 2])[:6] == ["A", "C", "G", "T", "AA", "AC"]
+    assert kmer_names("dna", [2])[-1] == "TT"
+    assert len(kmer_names("protein", [1, 2])) == 20 + 400
+
+
+def test_baseline_features_add_log_length():
+    features = baseline_features(["ACGT", "ACGTACGT"], "dna", [1])
+    np.testing.assert_allclose(features[:, -1], np.log([4, 8]))
+    np.testing.assert_allclose(features[:, :4], 0.25)
+
+
+@pytest.mark.parametrize(
+    ("sequences", "alphabet", "ks", "message"),
+    [
+        (["ACGT", "ACGÜ"], "dna", [1], "ASCII"),
+        (["ACGT"], "AAC", [1], "distinct"),
+        (["ACGT"], "dna", [0, 1], "positive"),
+    ],
+)
+def test_bad_input_is_rejected(sequences, alphabet, ks, message):
+    with pytest.raises(ValueError, match=message):
+        kmer_features(sequences, alphabet, ks)
+
+
+def test_ridge_path_solves_the_normal_equations():
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(80, 12))
+    features[:, 11] = features[:, 10]  # collinear columns, as k-mer frequencies summing to one are
+    targets = features @ rng.normal(size=12) + rng.normal(size=80)
+    alphas = [1e-3, 0.1, 10.0]
+
+    path = ridge_path(features, targets, alphas)
+
+    for alpha, coefficients in zip(alphas, path, strict=True):
+        expected = np.linalg.solve(features.T @ features + alpha * np.eye(12), features.T @ targets)
+        np.testing.assert_allclose(coefficients, expected, rtol=1e-6, atol=1e-8)
+
+
+def test_fit_standardises_on_train_and_picks_alpha_on_validation():
+    rng = np.random.default_rng(3)
+    sequences = random_sequences(rng, "ACGT", 300)
+    sequences = [sequence + "ACGT" for sequence in sequences]  # no empty sequence: log length stays finite
+    labels = np.array([sequence.count("G") / len(sequence) for sequence in sequences]) + rng.normal(0, 0.05, 300)
+    alphas = [1e-2, 1.0, 100.0, 1e4]
+
+    model = fit_ridge_baseline(sequences[:200], labels[:200], sequences[200:], labels[200:], "dna", [1, 2], alphas)
+
+    train = baseline_features(sequences[:200], "dna", [1, 2])
+    mean, scale = train.mean(axis=0), train.std(axis=0)
+    scale[scale == 0] = 1
+    standardised = (train - mean) / scale
+    valid = (baseline_features(sequences[200:], "dna", [1, 2]) - mean) / scale
+    validation_mse = {}
+    for alpha in alphas:
+        gram = standardised.T @ standardised + alpha * np.eye(train.shape[1])
+        coefficients = np.linalg.solve(gram, standardised.T @ (labels[:200] - labels[:200].mean()))
+        validation_mse[alpha] = np.mean((valid @ coefficients + labels[:200].mean() - labels[200:]) ** 2)
+    best = min(validation_mse, key=validation_mse.get)
+
+    assert model.alpha == best
+    assert model.validation_mse == pytest.approx(validation_mse, rel=1e-6)
+    assert model.intercept == pytest.approx(labels[:200].mean())
+    gram = standardised.T @ standardised + best * np.eye(train.shape[1])
+    expected = np.linalg.solve(gram, standardised.T @ (labels[:200] - labels[:200].mean()))
+    np.testing.assert_allclose(model.coefficients, expected, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(model.predict(sequences[200:]), valid @ expected + labels[:200].mean(), atol=1e-8)
+
+
+def test_split_is_a_seeded_permutation_cut_at_80_and_90_percent():
+    train, valid, test = split_indices(1001, seed=0)
+    order = np.random.default_rng(0).permutation(1001)
+    assert (len(train), len(valid), len(test)) == (800, 100, 101)
+    np.testing.assert_array_equal(np.concatenate([train, valid, test]), order)
+
+
+def write_table(path, rows: list[tuple[str, str]]) -> None:
+    with gzip.open(path, "wt") as handle:
+        handle.write("gene_id\tsequence\tlevel\n")
+        handle.writelines(f"g{i}\t{sequence}\t{label}\n" for i, (sequence, label) in enumerate(rows))
+
+
+def test_cli_prints_and_writes_the_metrics(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    sequences = [sequence + "GG" for sequence in random_sequences(rng, "ACGTN", 400)]
+    levels = [10 ** (sequence.count("G") / len(sequence) * 3 + rng.normal(0, 0.1)) for sequence in sequences]
+    rows = [(sequence, f"{level:.6g}") for sequence, level in zip(sequences, levels, strict=True)]
+    rows += [("ACGT", "NA"), ("ACGT", ""), ("ACGT", "0")]
+    table = tmp_path / "levels.tsv.gz"
+    write_table(table, rows)
+    parser = argparse.ArgumentParser()
+    add_baseline_parser(parser.add_subparsers(dest="command"))
+    output = tmp_path / "out" / "results.json"
+
+    args = parser.parse_args(
+        [
+            "baseline",
+            "--table",
+            str(table),
+            "--label-column",
+            "level",
+            "--log10",
+            "--k",
+            "1",
+            "2",
+            "--output",
+            str(output),
+        ]
+    )
+    assert args.run(args) == 0
+
+    results = json.loads(output.read_text())
+    assert results["rows_dropped"] == {"missing_label": 2, "label_not_positive": 1}
+    assert results["split_sizes"] == {"train": 320, "validation": 40, "test": 40}
+    assert results["label"] == "log10(level)" and results["k"] == [1, 2] and results["seed"] == 0
+    assert results["test"]["r2"] > 0.5
+    assert f"r2={results['test']['r2']:.3f}" in capsys.readouterr().out
+
+
+def test_reading_reports_a_missing_column(tmp_path):
+    table = tmp_path / "levels.tsv.gz"
+    write_table(table, [("ACGT", "1.0")])
+    with pytest.raises(ValueError, match="no column 'label_human'"):
+        read_labelled_sequences(table, "sequence", "label_human")
+
+
+@pytest.mark.parametrize(
+    ("file_name", "label_column", "log10", "alphabet", "ks", "reference_r2"),
+    [
+        ("human_proteome_paxdb.tsv.gz", "abundance_ppm", True, "protein", [1, 2], 0.303),
+        ("epd_core_promoters_xpresso.tsv.gz", "label_human", False, "dna", [1, 2, 3, 4], 0.271),
+    ],
+)
+def test_reference_figures_are_reproduced(shared_data, file_name, label_column, log10, alphabet, ks, reference_r2):
+    data = read_labelled_sequences(shared_data / file_name, "sequence", label_column, log10=log10)
+    results = run_baseline(data.sequences, data.labels, alphabet, ks, seed=0)
+    assert results["test"]["r2"] == pytest.approx(reference_r2, abs=0.01)
