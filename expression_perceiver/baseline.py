@@ -31,6 +31,7 @@ from .training.metrics import compute_expression_metrics
 ALPHABETS = {"dna": "ACGT", "protein": "ACDEFGHIKLMNPQRSTVWY"}
 DEFAULT_ALPHAS = tuple(10.0**exponent for exponent in range(-3, 5))  # 1e-3 .. 1e4
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+DEFAULT_KMERS = {"dna": [1, 2, 3, 4], "protein": [1, 2]}  # the reference baselines' k-mer sizes
 
 # Sequences are counted in chunks of about this many letters, so memory stays bounded on 20 kb promoters.
 _CHUNK_LETTERS = 1 << 22
@@ -311,27 +312,59 @@ def _parse_label(text: str) -> float | None:
 def add_baseline_parser(subparsers) -> None:
     """Adds `baseline`: the k-mer ridge baseline on a table, printing the metrics and writing them as JSON."""
     parser = subparsers.add_parser("baseline", help="ridge regression on k-mer frequencies (the reference baseline)")
-    parser.add_argument("--table", required=True, help="TSV/CSV (optionally .gz) with a sequence and a label column")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--table", help="TSV/CSV (optionally .gz) with a sequence and a label column")
+    source.add_argument(
+        "--dataset-dir", help="a dataset written by `expression-perceiver prepare`: its own splits, labels, alphabet"
+    )
     parser.add_argument("--sequence-column", default="sequence")
-    parser.add_argument("--label-column", required=True)
+    parser.add_argument("--label-column", help="label column of --table")
     parser.add_argument("--log10", action="store_true", help="regress log10(label); rows with labels <= 0 are dropped")
-    parser.add_argument("--alphabet", default="dna", help="dna, protein, or the letters themselves")
-    parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 3, 4], help="k-mer sizes")
+    parser.add_argument("--alphabet", default="dna", help="dna, protein, or the letters themselves (--table)")
+    parser.add_argument("--k", type=int, nargs="+", help="k-mer sizes (default 1-4 for DNA, 1-2 for proteins)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the 80/10/10 split")
     parser.add_argument("--alphas", type=float, nargs="+", help="ridge penalties to try (default 1e-3 .. 1e4)")
     parser.add_argument("--output", type=Path, help="JSON file for the results")
     parser.set_defaults(run=run_baseline_command)
 
 
-def run_baseline_command(args: argparse.Namespace) -> int:
-    data = read_labelled_sequences(args.table, args.sequence_column, args.label_column, log10=args.log10)
-    results = run_baseline(data.sequences, data.labels, args.alphabet, args.k, seed=args.seed, alphas=args.alphas)
-    results = {
-        "table": str(args.table),
-        "label": f"log10({args.label_column})" if args.log10 else args.label_column,
-        "rows_dropped": {"missing_label": data.missing_labels, "label_not_positive": data.non_positive_labels},
-        **results,
+def baseline_on_splits(splits, alphabet: str, ks: Sequence[int] | None = None, alphas=None) -> dict:
+    """The baseline on given train/validation/test splits (e.g. a prepared `DatasetDict`: `sequence` and `label`
+    columns; the first output when labels have several), so that it sits next to a model on the same split."""
+    ks = list(ks or DEFAULT_KMERS[alphabet])
+    columns = {}
+    for name in ("train", "validation", "test"):
+        labels = np.asarray(splits[name]["label"], dtype=np.float64)
+        columns[name] = (list(splits[name]["sequence"]), labels.reshape(len(labels), -1)[:, 0])
+    model = fit_ridge_baseline(*columns["train"], *columns["validation"], alphabet, ks, alphas=alphas)
+    return {
+        "alphabet": alphabet,
+        "k": ks,
+        "alpha": model.alpha,
+        "split_sizes": {name: len(values[1]) for name, values in columns.items()},
+        "validation": compute_expression_metrics(model.predict(columns["validation"][0]), columns["validation"][1]),
+        "test": compute_expression_metrics(model.predict(columns["test"][0]), columns["test"][1]),
     }
+
+
+def run_baseline_command(args: argparse.Namespace) -> int:
+    if args.dataset_dir is not None:
+        from .data.dataset_dict import load_dataset_dir
+
+        splits, metadata = load_dataset_dir(args.dataset_dir)
+        results = {"dataset_dir": str(args.dataset_dir), "label": metadata.label_names[0]}
+        results.update(baseline_on_splits(splits, metadata.alphabet, args.k, args.alphas))
+    else:
+        if args.label_column is None:
+            raise ValueError("--label-column is needed with --table")
+        data = read_labelled_sequences(args.table, args.sequence_column, args.label_column, log10=args.log10)
+        ks = args.k or DEFAULT_KMERS.get(args.alphabet, [1, 2, 3, 4])
+        results = {
+            "table": str(args.table),
+            "label": f"log10({args.label_column})" if args.log10 else args.label_column,
+            "rows_dropped": {"missing_label": data.missing_labels, "label_not_positive": data.non_positive_labels},
+            **run_baseline(data.sequences, data.labels, args.alphabet, ks, seed=args.seed, alphas=args.alphas),
+        }
     test = results["test"]
     print(
         f"k-mer ridge baseline (k={' '.join(map(str, results['k']))}, alpha={results['alpha']:g}) on "

@@ -78,3 +78,6 @@ class ExpressionTrainingArguments(TrainingArguments):
     greater_is_better: bool | None = field(default=True, metadata={"help": "Whether higher metric is better."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "The collator reads the raw columns."})
     logging_strategy: str = field(default="epoch", metadata={"help": "When to log the training loss."})
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many evaluations without a better validation metric."}
+    )

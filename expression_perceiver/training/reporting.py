@@ -52,7 +52,7 @@ def write_predictions(
     with open(path, "w") as handle:
         handle.write("\t".join(["gene_id", *columns]) + "\n")
         for row, gene in enumerate(gene_ids):
-            handle.write("\t".join([gene, *(f"{values[row]:.6g}" for values in columns.values())]) + "\n")
+            handle.write("\t".join([gene, *(f"{values[row]:.8g}" for values in columns.values())]) + "\n")
 
 
 def plot_predictions(path: Path, predictions: np.ndarray, references: np.ndarray, label_names: list[str], title: str):

@@ -12,15 +12,20 @@ import datasets
 import numpy as np
 import torch
 import transformers
-from transformers import AutoModelForSequenceClassification, HfArgumentParser, TrainerCallback, set_seed
+from transformers import (
+    AutoModelForSequenceClassification,
+    EarlyStoppingCallback,
+    HfArgumentParser,
+    TrainerCallback,
+    set_seed,
+)
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..baseline import fit_ridge_baseline
+from ..baseline import baseline_on_splits
 from ..data import DatasetMetadata, SplitSpec, build_dataset_dict, generate_promoters, load_dataset_dir
 from ..data_collators import MaskingCollator, MaskingEpochCallback
 from ..modeling import AminoAcidTokenizer
 from .arguments import DataArguments, ExpressionTrainingArguments, MaskingArguments, ModelArguments
-from .metrics import compute_expression_metrics
 from .model_card import ModelCardFacts, render_model_card
 from .reporting import data_fingerprint, plot_predictions, versions, write_json, write_predictions
 from .trainer import ExpressionTrainer, build_model, metrics_in_original_units, tokenizer_for
@@ -28,7 +33,6 @@ from .trainer import ExpressionTrainer, build_model, metrics_in_original_units, 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-BASELINE_KMERS = {"dna": [1, 2, 3, 4], "protein": [1, 2]}
 
 
 def parse_arguments(argv: list[str] | None = None, default_recipe: Path | None = None):
@@ -123,16 +127,10 @@ def resume_checkpoint(training_args: ExpressionTrainingArguments) -> str | None:
     return value
 
 
-def kmer_baseline(splits: datasets.DatasetDict, alphabet: str) -> dict[str, float]:
-    """The k-mer ridge baseline on exactly these splits, in the data's units (first output only)."""
-    columns = {name: (splits[name]["sequence"], np.asarray(splits[name]["label"], dtype=float)) for name in SPLITS}
-    labels = {name: values.reshape(len(values), -1)[:, 0] for name, (_, values) in columns.items()}
-    baseline = fit_ridge_baseline(
-        columns["train"][0], labels["train"], columns["validation"][0], labels["validation"], alphabet,
-        BASELINE_KMERS[alphabet],
-    )  # fmt: skip
-    metrics = compute_expression_metrics(baseline.predict(columns["test"][0]), labels["test"])
-    return {**metrics, "alpha": baseline.alpha, "k": BASELINE_KMERS[alphabet]}
+def early_stopping(training_args: ExpressionTrainingArguments) -> list[TrainerCallback]:
+    if training_args.early_stopping_patience is None:
+        return []
+    return [EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience)]
 
 
 def device_name() -> str:
@@ -173,7 +171,7 @@ def main(
         data_collator=collator,
         eval_data_collator=collator.for_evaluation(),
         compute_metrics=metrics_in_original_units(mean, std, metadata.label_names),
-        callbacks=[MaskingEpochCallback(collator), *callbacks],
+        callbacks=[MaskingEpochCallback(collator), *early_stopping(training_args), *callbacks],
     )
     train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
 
@@ -186,7 +184,7 @@ def main(
         "validation": strip_prefix(validation, "validation_"),
         "test": strip_prefix(test.metrics, "test_"),
         "train": train_result.metrics,
-        "kmer_baseline": kmer_baseline(raw_splits, metadata.alphabet) if data_args.kmer_baseline else None,
+        "kmer_baseline": baseline_on_splits(raw_splits, metadata.alphabet)["test"] if data_args.kmer_baseline else None,
         "seed": training_args.seed,
         "recipe": recipe,
         "command": "accelerate launch train.py " + shlex.join(sys.argv[1:] if argv is None else argv),
