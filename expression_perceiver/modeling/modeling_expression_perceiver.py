@@ -347,6 +347,8 @@ class PerceiverExpressionPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _no_split_modules = ["CrossAttentionBlock", "LatentSelfAttentionBlock"]
     _auto_class = "AutoModel"  # makes `save_pretrained` copy this bundle's code next to the weights
+    # The loss is a mean over the batch: the Trainer must not rescale it as a sum over items (it would under DDP).
+    accepts_loss_kwargs = False
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         config_name, model_name, head_name = AUTO_CLASS_NAMES[self.config.model_type]
