@@ -10,8 +10,10 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow.compute
 import torch
 import transformers
+import yaml
 from transformers import (
     AutoModelForSequenceClassification,
     EarlyStoppingCallback,
@@ -35,17 +37,41 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 
 
+RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def recipe_flags(path: str) -> list[str]:
+    """A YAML/JSON recipe as command-line flags, so that recipes compose and later flags override them."""
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"recipe {path}: cannot be read ({error})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"recipe {path}: expected a mapping of argument names to values")
+    flags = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        values_of = value if isinstance(value, list) else [value]
+        flags += [f"--{name}", *(str(v).lower() if isinstance(v, bool) else str(v) for v in values_of)]
+    return flags
+
+
 def parse_arguments(argv: list[str] | None = None, default_recipe: Path | None = None):
-    """Dataclass arguments from a YAML/JSON recipe (one path argument), the command line, or `default_recipe`."""
+    """Dataclass arguments from recipes and flags: `train.py [recipe.yaml ...] [--flag value ...]`.
+
+    Recipes (YAML or JSON) apply in order, then the flags; with no arguments at all, `default_recipe`.
+    Returns the four dataclasses and the recipe names.
+    """
     parser = HfArgumentParser((ModelArguments, DataArguments, MaskingArguments, ExpressionTrainingArguments))
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
     if not argv and default_recipe is not None:
         argv = [str(default_recipe)]
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return (*parser.parse_yaml_file(argv[0]), argv[0])
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return (*parser.parse_json_file(argv[0]), argv[0])
-    return (*parser.parse_args_into_dataclasses(args=argv), "command-line arguments")
+    recipes = []
+    while argv and argv[0].endswith(RECIPE_SUFFIXES):
+        recipes.append(argv.pop(0))
+    flags = [flag for recipe in recipes for flag in recipe_flags(recipe)] + argv
+    return (*parser.parse_args_into_dataclasses(args=flags), " + ".join(recipes) or "command-line arguments")
 
 
 def synthetic_splits(data_args: DataArguments, scratch: str) -> tuple[datasets.DatasetDict, DatasetMetadata]:
@@ -78,9 +104,11 @@ def label_scale(metadata: DatasetMetadata, standardize: bool) -> tuple[list[floa
 
 
 def with_training_columns(split: datasets.Dataset, mean: list[float], std: list[float]) -> datasets.Dataset:
-    """Adds `idx` (the row, which keys reproducible masks) and `labels` (standardised) to a split."""
+    """Adds `idx` (the row, which keys reproducible masks), `length` (for length-grouped batches) and `labels`
+    (standardised) to a split."""
     labels = (np.asarray(split["label"], dtype=np.float64).reshape(len(split), -1) - mean) / std
     split = split.add_column("idx", np.arange(len(split)))
+    split = split.add_column("length", pyarrow.compute.utf8_length(split.data.column("sequence")).to_numpy())
     values = labels[:, 0] if labels.shape[1] == 1 else labels
     return split.add_column("labels", values.tolist())
 

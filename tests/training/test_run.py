@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from expression_perceiver.training.run import main
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 TINY = (
     "num_latents=8,latent_dim=16,self_attention_heads=2,self_attention_head_dim=8,cross_attention_head_dim=8,"
@@ -73,3 +76,28 @@ def test_recipe_file_is_parsed(tmp_path):
     )
     results = main([str(recipe)])
     assert np.isfinite(results["test"]["mse"])
+
+
+def test_recipes_compose_in_order_and_flags_override_them(tmp_path):
+    from expression_perceiver.training.run import parse_arguments
+
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"model_type": "dna_perceiver", "learning_rate": 0.001, "num_train_epochs": 7}))
+    first = str(CONFIGS / "masking" / "first.yaml")
+    model_args, data_args, masking_args, training_args, recipe = parse_arguments(
+        [str(base), first, "--learning_rate", "0.003", "--output_dir", str(tmp_path)]
+    )
+    assert (masking_args.mask_strategy, masking_args.mask_length) == ("first", 10_000)
+    assert training_args.learning_rate == 0.003 and training_args.num_train_epochs == 7
+    assert recipe == f"{base} + {first}"
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+@pytest.mark.parametrize("masking", sorted(p.name for p in (CONFIGS / "masking").glob("*.yaml")))
+def test_every_recipe_parses_alone_and_with_every_masking_recipe(recipe, masking):
+    from expression_perceiver.training.run import parse_arguments
+
+    recipes = [str(CONFIGS / recipe), str(CONFIGS / "masking" / masking)]
+    model_args, _, masking_args, _, _ = parse_arguments([*recipes, "--use_cpu", "true"])  # GPU recipes too
+    assert model_args.model_type in ("dna_perceiver", "protein_perceiver", "protein_dna_perceiver")
+    assert masking_args.mask_strategy == masking.removesuffix(".yaml")
