@@ -101,3 +101,9 @@ def test_every_recipe_parses_alone_and_with_every_masking_recipe(recipe, masking
     model_args, _, masking_args, _, _ = parse_arguments([*recipes, "--use_cpu", "true"])  # GPU recipes too
     assert model_args.model_type in ("dna_perceiver", "protein_perceiver", "protein_dna_perceiver")
     assert masking_args.mask_strategy == masking.removesuffix(".yaml")
+
+
+def test_tensorboard_on_request(tmp_path):
+    main(tiny_run_arguments(tmp_path / "run", "--report_to", "tensorboard", "--num_train_epochs", "1"))
+    events = list((tmp_path / "run").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
