@@ -5,6 +5,7 @@ from .dataset_dict import (
     DatasetMetadata,
     SplitSpec,
     build_dataset_dict,
+    joint_label_transform,
     load_dataset_dir,
     save_dataset,
     split_by_chromosome,
@@ -13,7 +14,15 @@ from .dataset_dict import (
 from .errors import DataError, ReadReport
 from .genome import Genome, PromoterWindow, read_promoter_bed, rebuild_promoter_records, reverse_complement
 from .synthetic import SyntheticSet, generate_promoters, generate_proteins
-from .tables import LabelSpec, read_fasta, read_fasta_with_labels, read_label_table, read_sequence_table
+from .tables import (
+    LabelSpec,
+    ProteinTable,
+    read_fasta,
+    read_fasta_with_labels,
+    read_label_table,
+    read_protein_table,
+    read_sequence_table,
+)
 from .xpresso import XPRESSO_BEST_WINDOW, XPRESSO_FEATURE_NAMES, read_xpresso_h5, write_xpresso_h5
 
 __all__ = [
@@ -25,10 +34,12 @@ __all__ = [
     "DatasetMetadata",
     "SplitSpec",
     "LabelSpec",
+    "ProteinTable",
     "METADATA_FILE",
     "XPRESSO_BEST_WINDOW",
     "XPRESSO_FEATURE_NAMES",
     "build_dataset_dict",
+    "joint_label_transform",
     "save_dataset",
     "load_dataset_dir",
     "split_by_gene",
@@ -42,6 +53,7 @@ __all__ = [
     "reverse_complement",
     "read_sequence_table",
     "read_label_table",
+    "read_protein_table",
     "read_fasta",
     "read_fasta_with_labels",
 ]

@@ -1,11 +1,14 @@
 """Turn records into a `datasets.DatasetDict` (train / validation / test), save it with its metadata, load it back.
 
 Schema of every split:
-    gene_id   string
-    sequence  string (DNA or protein letters)
-    label     float64, in the source's units after the optional log10 (a list of float64 with several outputs)
-    features  list of float32 (only when the source has features, e.g. the 8 mRNA half-life features)
-    chrom     string (only when the source knows the chromosome)
+    gene_id           string
+    sequence          string (DNA or protein letters, as the metadata's `alphabet` says)
+    protein_sequence  string of amino-acid letters (only for the Protein&DNAPerceiver: the promoter is `sequence`,
+                      the gene's protein this column; `with_protein` in the metadata)
+    label             float64, in the source's units after the optional log10 (a list of float64 with several
+                      outputs; `label_names` and `label_transform` in the metadata say which is which)
+    features          list of float32 (only when the source has features, e.g. the 8 mRNA half-life features)
+    chrom             string (only when the source knows the chromosome)
 
 Labels are stored untransformed by standardisation; the train split's mean and standard deviation (ddof=0) are kept
 in a JSON sidecar, `expression_perceiver.json`, beside the Arrow files, for training code to standardise with.
@@ -13,6 +16,7 @@ Records stream into Arrow files through `Dataset.from_generator`, so a set large
 """
 
 import json
+import re
 import shutil
 import tempfile
 import uuid
@@ -120,10 +124,15 @@ def split_by_chromosome(
     return [held_out.get(chromosome_key(chrom), "train") for chrom in chroms]
 
 
-def expression_features(num_labels: int = 1, num_features: int = 0, with_chrom: bool = False) -> datasets.Features:
+def expression_features(
+    num_labels: int = 1, num_features: int = 0, with_chrom: bool = False, with_protein: bool = False
+) -> datasets.Features:
     """The `datasets` schema of a split (see the module docstring)."""
     label = datasets.Value("float64") if num_labels == 1 else datasets.List(datasets.Value("float64"))
-    columns = {"gene_id": datasets.Value("string"), "sequence": datasets.Value("string"), "label": label}
+    columns = {"gene_id": datasets.Value("string"), "sequence": datasets.Value("string")}
+    if with_protein:
+        columns["protein_sequence"] = datasets.Value("string")
+    columns["label"] = label
     if num_features:
         columns["features"] = datasets.List(datasets.Value("float32"))
     if with_chrom:
@@ -132,9 +141,15 @@ def expression_features(num_labels: int = 1, num_features: int = 0, with_chrom: 
 
 
 def _conforming_records(
-    records: Iterable[dict[str, Any]], num_labels: int, num_features: int, with_chrom: bool, source: str
+    records: Iterable[dict[str, Any]],
+    num_labels: int,
+    num_features: int,
+    with_chrom: bool,
+    source: str,
+    with_protein: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """Records reduced to the schema's columns, each checked to have the declared number of labels/features."""
+    """Records reduced to the schema's columns, each checked to have the declared number of labels/features and,
+    with `with_protein`, a protein sequence."""
     for record in records:
         gene_id = str(record["gene_id"])
         label = record["label"]
@@ -145,6 +160,11 @@ def _conforming_records(
         if len(features) != num_features:
             raise DataError(f"{source}: record {gene_id!r} has {len(features)} features, expected {num_features}")
         row = {"gene_id": gene_id, "sequence": record["sequence"], "label": label}
+        if with_protein:
+            protein = record.get("protein_sequence")
+            if not isinstance(protein, str) or not protein:
+                raise DataError(f"{source}: record {gene_id!r} has no protein_sequence")
+            row["protein_sequence"] = protein
         if num_features:
             row["features"] = features
         if with_chrom:
@@ -168,9 +188,24 @@ def dataset_from_records(
         raise
 
 
+def joint_label_transform(label_names: Sequence[str], transforms: Sequence[str]) -> str:
+    """One `label_transform` string for outputs transformed alike (`"log10(x)"`), else one entry per output:
+    `"label_human: none; abundance_ppm: log10(x)"` (read back by `DatasetMetadata.label_transforms`)."""
+    if len(label_names) != len(transforms):
+        raise ValueError(f"{len(transforms)} label transforms for {len(label_names)} labels")
+    if len(set(transforms)) <= 1:
+        return transforms[0] if transforms else "none"
+    return "; ".join(f"{name}: {transform}" for name, transform in zip(label_names, transforms, strict=True))
+
+
 @dataclass
 class DatasetMetadata:
-    """What `expression_perceiver.json` holds beside the Arrow files."""
+    """What `expression_perceiver.json` holds beside the Arrow files.
+
+    `alphabet` is that of `sequence`; `with_protein` says the splits also hold `protein_sequence` (amino acids), as
+    the Protein&DNAPerceiver needs (absent, i.e. False, in datasets saved before the column existed).
+    `label_transform` is one transform for every output, or one per output as `"name: transform; ..."`.
+    """
 
     alphabet: str
     source: str
@@ -181,12 +216,37 @@ class DatasetMetadata:
     feature_names: list[str]
     split: dict[str, Any]
     counts: dict[str, int]
+    with_protein: bool = False
     reports: list[dict[str, Any]] = field(default_factory=list)
     format_version: int = METADATA_FORMAT_VERSION
 
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+    @property
+    def label_transforms(self) -> list[str]:
+        """The transform of each output, in the order of `label_names`."""
+        prefixes = [f"{name}: " for name in self.label_names]
+        parts = self.label_transform.split("; ")
+        if len(parts) == len(prefixes) > 1 and all(
+            part.startswith(prefix) for part, prefix in zip(parts, prefixes, strict=True)
+        ):
+            return [part.removeprefix(prefix) for part, prefix in zip(parts, prefixes, strict=True)]
+        return [self.label_transform] * len(self.label_names)
+
+    @property
+    def label_units(self) -> list[str]:
+        """Each output's units in words: `label_human`, `log10(abundance_ppm)`, `log10(ppm + 0.1)`."""
+        units = []
+        for name, transform in zip(self.label_names, self.label_transforms, strict=True):
+            if transform == "none":
+                units.append(name)
+            elif len(pieces := re.split(r"\bx\b", transform)) > 1:  # "log10(x + 0.1)": x stands for the value
+                units.append(name.join(pieces))
+            else:
+                units.append(f"{transform} of {name}")
+        return units
 
     @property
     def num_features(self) -> int:
@@ -224,6 +284,7 @@ def build_dataset_dict(
     label_transform: str = "none",
     feature_names: Sequence[str] = (),
     with_chrom: bool = False,
+    with_protein: bool = False,
     split: SplitSpec = SplitSpec(),
     reports: Sequence[ReadReport] = (),
 ) -> tuple[datasets.DatasetDict, DatasetMetadata]:
@@ -232,12 +293,15 @@ def build_dataset_dict(
     `records` is a callable returning an iterable of records (read once), or, with `split.method == "given"`, a
     mapping from each split name to such a callable. The Arrow files are written under `cache_dir`, which must
     outlive the returned datasets (e.g. until `save_dataset` has written them elsewhere). `reports` are the readers'
-    reports, filled while the records stream, stored in the metadata.
+    reports, filled while the records stream, stored in the metadata. With `with_protein`, every record must carry
+    a `protein_sequence` (e.g. from `read_sequence_table(..., proteins=read_protein_table(...))`).
     """
-    features = expression_features(len(label_names), len(feature_names), with_chrom)
+    features = expression_features(len(label_names), len(feature_names), with_chrom, with_protein)
 
     def conform(factory: RecordFactory) -> RecordFactory:
-        return lambda: _conforming_records(factory(), len(label_names), len(feature_names), with_chrom, source)
+        return lambda: _conforming_records(
+            factory(), len(label_names), len(feature_names), with_chrom, source, with_protein
+        )
 
     if split.method == "given":
         if not isinstance(records, Mapping) or set(records) != set(SPLIT_NAMES):
@@ -264,6 +328,7 @@ def build_dataset_dict(
         feature_names=list(feature_names),
         split=split.describe(),
         counts={name: len(dataset) for name, dataset in splits.items()},
+        with_protein=with_protein,
         reports=[report.to_dict() for report in reports],
     )
     for report in reports:
@@ -349,6 +414,12 @@ def load_dataset_dir(path: str | PathLike) -> tuple[datasets.DatasetDict, Datase
     dataset_dict = datasets.load_from_disk(str(path))
     if not isinstance(dataset_dict, datasets.DatasetDict):
         raise DataError(f"{path}: holds a single dataset, expected train/validation/test splits")
+    has_protein = {name: "protein_sequence" in split.column_names for name, split in dataset_dict.items()}
+    if len(set(has_protein.values())) > 1 or (metadata.with_protein and not all(has_protein.values())):
+        missing = ", ".join(name for name, present in has_protein.items() if not present)
+        raise DataError(f"{path}: split(s) {missing} lack the protein_sequence column")
+    # The column decides: a dataset saved before `with_protein` existed has neither the column nor the key.
+    metadata.with_protein = all(has_protein.values())
     return dataset_dict, metadata
 
 
@@ -362,6 +433,7 @@ __all__ = [
     "chromosome_key",
     "dataset_from_records",
     "expression_features",
+    "joint_label_transform",
     "label_statistics",
     "load_dataset_dir",
     "save_dataset",

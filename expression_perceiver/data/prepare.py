@@ -3,7 +3,8 @@
 Subcommands:
     xpresso  a folder with train.h5 / valid.h5 / test.h5 -> dataset (the files' own splits)
     genome   genome FASTA + promoter BED + labels [+ half-life features] -> dataset and/or Xpresso HDF5 files
-    table    TSV/CSV with id, sequence and label columns -> dataset
+    table    TSV/CSV with id, sequence and label columns -> dataset; with --protein-table, promoters joined by gene
+             id with their proteins (and optionally protein labels) -> a dataset for the Protein&DNAPerceiver
     fasta    FASTA + label table joined by id -> dataset
 
 Outputs are written atomically: into a temporary folder beside the target, renamed at the end; after an error
@@ -24,6 +25,7 @@ from .dataset_dict import (
     SplitSpec,
     atomic_output_dir,
     build_dataset_dict,
+    joint_label_transform,
     save_dataset,
     scratch_dir_beside,
     split_by_chromosome,
@@ -35,9 +37,11 @@ from .tables import (
     DEFAULT_PROTEIN_MAX_LENGTH,
     LabelRow,
     LabelSpec,
+    ProteinTable,
     read_fasta_with_labels,
     read_feature_table,
     read_label_table,
+    read_protein_table,
     read_sequence_table,
 )
 from .xpresso import (
@@ -116,6 +120,31 @@ def _add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_protein_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "proteins (Protein&DNAPerceiver)",
+        "Join a protein table onto the promoter table by gene id: each row gains its gene's protein sequence "
+        "(column protein_sequence) and, with --protein-label-column, its protein label as a second output. Rows "
+        "whose gene has no protein are dropped and reported, and so are proteins whose gene has no row.",
+    )
+    group.add_argument("--protein-table", type=Path, help="TSV/CSV of proteins by gene id, optionally gzip")
+    group.add_argument("--protein-id-column", default="gene_id", help="gene ids of the proteins (default: %(default)s)")
+    group.add_argument("--protein-sequence-column", default="sequence", help="(default: %(default)s)")
+    group.add_argument(
+        "--protein-label-column", action="append", help="protein label column, an extra output; repeatable"
+    )
+    group.add_argument("--protein-log10", action="store_true", help="store log10(protein label + pseudocount)")
+    group.add_argument(
+        "--protein-pseudocount", type=float, default=0.0, help="added before --protein-log10 (default: %(default)s)"
+    )
+    group.add_argument(
+        "--protein-max-length",
+        type=int,
+        default=DEFAULT_PROTEIN_MAX_LENGTH,
+        help="truncate longer proteins and count them (default: %(default)s; 0 for none)",
+    )
+
+
 def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Adds `prepare` and its subcommands to a CLI's subparsers; the parsed namespace's `run` is `run_prepare`."""
     prepare = subparsers.add_parser(
@@ -158,6 +187,7 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     _add_label_arguments(table)
     table.add_argument("--feature-column", action="append", default=[], help="numeric feature column; repeatable")
     table.add_argument("--chrom-column", help="column of chromosomes (needed by --split chromosomes)")
+    _add_protein_arguments(table)
     _add_output_arguments(table)
     _add_split_arguments(table)
 
@@ -343,10 +373,60 @@ def _write_xpresso_splits(
     print(f"wrote {args.h5_dir}: {counts}")
 
 
+def _protein_label_spec(args: argparse.Namespace) -> LabelSpec | None:
+    if not args.protein_label_column:
+        if args.protein_log10 or args.protein_pseudocount:
+            raise DataError("--protein-log10 and --protein-pseudocount need --protein-label-column")
+        return None
+    if args.protein_pseudocount and not args.protein_log10:
+        raise DataError("--protein-pseudocount is only used with --protein-log10")
+    return LabelSpec(
+        tuple(args.protein_label_column), args.protein_log10, args.protein_pseudocount, args.drop_missing_labels
+    )
+
+
+def _protein_table(args: argparse.Namespace) -> ProteinTable | None:
+    """The proteins to join onto the promoter table, or None without --protein-table."""
+    if args.protein_table is None:
+        if args.protein_label_column or args.protein_log10 or args.protein_pseudocount:
+            raise DataError("--protein-label-column, --protein-log10 and --protein-pseudocount need --protein-table")
+        return None
+    if args.alphabet != "dna":
+        raise DataError("--protein-table joins proteins onto promoters: the table needs --alphabet dna")
+    if args.protein_max_length < 0:
+        raise DataError(f"--protein-max-length {args.protein_max_length}: must be >= 0 (0 for no limit)")
+    return read_protein_table(
+        args.protein_table,
+        id_column=args.protein_id_column,
+        sequence_column=args.protein_sequence_column,
+        labels=_protein_label_spec(args),
+        max_length=args.protein_max_length or None,
+    )
+
+
+def _joined_labels(labels_spec: LabelSpec, proteins: ProteinTable | None) -> tuple[list[str], str]:
+    """Label names and transform of the promoter labels followed by the protein labels (renamed `protein_<column>`
+    when a promoter label has the same name)."""
+    names, transforms = list(labels_spec.columns), [labels_spec.transform] * len(labels_spec.columns)
+    if proteins is not None and proteins.labels is not None:
+        for column in proteins.label_columns:
+            names.append(f"protein_{column}" if column in names else column)
+            transforms.append(proteins.labels.transform)
+    return names, joint_label_transform(names, transforms)
+
+
 def prepare_table(args: argparse.Namespace) -> None:
     _check_writable(args.output, args.overwrite)
     labels_spec, split, name = _label_spec(args), _split_spec(args), file_label(args.table)
+    proteins = _protein_table(args)
+    label_names, label_transform = _joined_labels(labels_spec, proteins)
     report = ReadReport(name)
+    source = f"table {name} (ids {args.id_column}, sequences {args.sequence_column})"
+    if proteins is not None:
+        source += (
+            f" joined by gene id with proteins {proteins.source} (ids {args.protein_id_column}, sequences "
+            f"{args.protein_sequence_column})"
+        )
     _build_and_save(
         lambda: read_sequence_table(
             args.table,
@@ -358,16 +438,18 @@ def prepare_table(args: argparse.Namespace) -> None:
             chrom_column=args.chrom_column,
             max_length=_max_length(args),
             report=report,
+            proteins=proteins,
         ),
         args.output,
         args.overwrite,
-        reports=[report],
+        reports=[report] if proteins is None else [report, proteins.report],
         alphabet=args.alphabet,
-        source=f"table {name} (ids {args.id_column}, sequences {args.sequence_column})",
-        label_names=labels_spec.columns,
-        label_transform=labels_spec.transform,
+        source=source,
+        label_names=label_names,
+        label_transform=label_transform,
         feature_names=args.feature_column,
         with_chrom=args.chrom_column is not None,
+        with_protein=proteins is not None,
         split=split,
     )
 

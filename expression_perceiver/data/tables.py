@@ -1,7 +1,8 @@
 """Sequence tables (TSV/CSV, optionally gzip) and FASTA files joined to label tables, read as records.
 
 A record is a dict `{"gene_id": str, "sequence": str, "label": float | list[float]}` with, when configured,
-`"features": list[float]` and `"chrom": str`: the rows that `dataset_dict.build_dataset_dict` turns into a
+`"features": list[float]`, `"chrom": str` and `"protein_sequence": str` (the gene's protein, joined by gene id from
+a protein table: see `read_protein_table`): the rows that `dataset_dict.build_dataset_dict` turns into a
 `datasets.Dataset`. Sequences are stored as given (the tokenizers fold lower case), less surrounding white space
 and, for proteins, a trailing `*`.
 """
@@ -260,6 +261,83 @@ class RecordBuilder:
         return record
 
 
+class ProteinRow(NamedTuple):
+    sequence: str
+    label: float | list[float] | None  # None without protein labels, or for a missing label that was dropped
+    line: int
+
+
+@dataclass
+class ProteinTable:
+    """Proteins by gene id (see `read_protein_table`), to join onto promoter records with `read_sequence_table`.
+
+    `report` is the protein table's own: proteins read, truncated or with rare letters, dropped for a missing label,
+    and, once a join has read its promoters, proteins whose gene has no promoter row.
+    """
+
+    source: str
+    proteins: dict[str, ProteinRow]
+    report: ReadReport
+    labels: LabelSpec | None = None
+
+    @property
+    def label_columns(self) -> tuple[str, ...]:
+        return self.labels.columns if self.labels is not None else ()
+
+    def report_without_promoter(self, promoter_ids: set[str], promoter_source: str) -> None:
+        """Counts, in `report`, the proteins whose gene is not among `promoter_ids`."""
+        for gene_id in self.proteins:
+            if gene_id not in promoter_ids:
+                self.report.drop(f"no promoter row in {promoter_source}", gene_id)
+
+
+def read_protein_table(
+    path: str | PathLike,
+    *,
+    id_column: str = "gene_id",
+    sequence_column: str = "sequence",
+    labels: LabelSpec | None = None,
+    max_length: int | None = DEFAULT_PROTEIN_MAX_LENGTH,
+    report: ReadReport | None = None,
+) -> ProteinTable:
+    """A TSV/CSV table of proteins by gene id, read whole (a proteome is some 10 MB of letters).
+
+    Sequences are checked against the amino-acid alphabet (an invalid letter is a `DataError` naming the file,
+    line, id and position), lose a trailing `*` and are truncated to `max_length` (counted in the report). With
+    `labels`, each protein also carries its label(s), e.g. `LabelSpec(("abundance_ppm",), log10=True)`. A gene id
+    that appears twice is an error: which of its proteins to join would be a guess.
+    """
+    name = file_label(path)
+    report = report if report is not None else ReadReport(name)
+    builder = RecordBuilder("protein", report, max_length)
+    label_columns = labels.columns if labels is not None else ()
+    proteins: dict[str, ProteinRow] = {}
+    first_line: dict[str, int] = {}
+    for line, row in iter_table_rows(path, [id_column, sequence_column, *label_columns]):
+        gene_id = row[id_column].strip()
+        if not gene_id:
+            raise DataError(f"{name}: line {line} has an empty {id_column!r}")
+        if gene_id in first_line:
+            raise DataError(
+                f"{name}: gene id {gene_id!r} appears twice (lines {first_line[gene_id]} and {line}); "
+                "keep one protein per gene (which one to join would be a guess)"
+            )
+        first_line[gene_id] = line
+        where = f"{name}: line {line} (id {gene_id})"
+        label = labels.parse(row, where) if labels is not None else None
+        if labels is not None and label is None:
+            report.drop("missing label", gene_id)
+            proteins[gene_id] = ProteinRow("", None, line)  # known, so its promoter is not reported as unmatched
+            continue
+        record = builder.build(gene_id, row[sequence_column], label, [], where)
+        proteins[gene_id] = ProteinRow(record["sequence"], label, line)
+    return ProteinTable(name, proteins, report, labels)
+
+
+def _as_list(label: float | list[float]) -> list[float]:
+    return list(label) if isinstance(label, list | tuple) else [label]
+
+
 def read_sequence_table(
     path: str | PathLike,
     *,
@@ -271,27 +349,50 @@ def read_sequence_table(
     chrom_column: str | None = None,
     max_length: int | None = None,
     report: ReadReport | None = None,
+    proteins: ProteinTable | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Streams the records of a TSV/CSV table holding ids, sequences and labels in named columns."""
+    """Streams the records of a TSV/CSV table holding ids, sequences and labels in named columns.
+
+    With `proteins` (a promoter table joined with `read_protein_table`'s proteins by gene id), each record gains
+    `protein_sequence` and, when the proteins carry labels, their label(s) after the table's own (the record's label
+    is then a list). Rows whose gene has no protein (or whose protein's label was missing and dropped) are dropped
+    and counted in `report`; proteins whose gene has no row are counted in `proteins.report` when the table ends.
+    """
     name = file_label(path)
     report = report if report is not None else ReadReport(name)
     builder = RecordBuilder(alphabet, report, max_length)
     extra = [chrom_column] if chrom_column else []
     required = [id_column, sequence_column, *labels.columns, *feature_columns, *extra]
+    seen_ids: set[str] = set()
     for line, row in iter_table_rows(path, required):
         record_id = row[id_column].strip()
         if not record_id:
             raise DataError(f"{name}: line {line} has an empty {id_column!r}")
+        seen_ids.add(record_id)
         where = f"{name}: line {line} (id {record_id})"
         label = labels.parse(row, where)
         if label is None:
             report.drop("missing label", record_id)
             continue
+        protein = proteins.proteins.get(record_id) if proteins is not None else None
+        if proteins is not None:
+            if protein is None:
+                report.drop(f"no protein in {proteins.source}", record_id)
+                continue
+            if proteins.labels is not None and protein.label is None:
+                report.drop(f"protein label missing in {proteins.source}", record_id)
+                continue
         features = parse_features(row, feature_columns, where)
         record = builder.build(record_id, row[sequence_column], label, features, where)
+        if protein is not None:
+            record["protein_sequence"] = protein.sequence
+            if proteins.labels is not None:
+                record["label"] = [*_as_list(label), *_as_list(protein.label)]
         if chrom_column:
             record["chrom"] = row[chrom_column].strip()
         yield record
+    if proteins is not None:
+        proteins.report_without_promoter(seen_ids, name)
 
 
 class FastaRecord(NamedTuple):
@@ -361,6 +462,8 @@ __all__ = [
     "FastaRecord",
     "LabelRow",
     "LabelSpec",
+    "ProteinRow",
+    "ProteinTable",
     "RecordBuilder",
     "SequenceChecker",
     "iter_table_rows",
@@ -369,6 +472,7 @@ __all__ = [
     "read_fasta_with_labels",
     "read_feature_table",
     "read_label_table",
+    "read_protein_table",
     "read_sequence_table",
     "tokenizer_for",
 ]

@@ -38,6 +38,7 @@ class ModelCardFacts:
     wall_time_s: float
     device: str
     max_length: int
+    protein_max_length: int | None = None  # the Protein&DNAPerceiver's protein encoder
     feature_names: list[str] = field(default_factory=list)
     baseline: dict[str, float] | None = None  # k-mer ridge test metrics on the same split, when computed
 
@@ -94,6 +95,48 @@ def baseline_section(facts: ModelCardFacts) -> str:
     )
 
 
+def usage_snippet(facts: ModelCardFacts) -> str:
+    """Python that loads the pushed model and predicts one example in the data's units."""
+    lines = [
+        "import torch",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        "",
+        f'model = AutoModelForSequenceClassification.from_pretrained("{facts.repo_id}", trust_remote_code=True).eval()',
+        f'tokenizer = AutoTokenizer.from_pretrained("{facts.repo_id}", trust_remote_code=True)',
+    ]
+    if facts.model_type == "protein_perceiver":
+        lines.append('inputs = dict(tokenizer(["MKTAYIAKQRQISFVKSHFSRQ"], return_tensors="pt"))')
+    else:
+        lines.append(
+            'inputs = dict(tokenizer(["ACGT" * 15], return_tensors="pt"))  # a promoter of the training window'
+        )
+    if facts.feature_names:
+        lines.append(f'inputs["features"] = torch.zeros(1, {len(facts.feature_names)})  # the per-gene features')
+    if facts.model_type == "protein_dna_perceiver":
+        lines += [
+            "protein_tokenizer = AutoTokenizer.from_pretrained(",
+            f'    "{facts.repo_id}", subfolder="protein_tokenizer", trust_remote_code=True',
+            ")",
+            'protein = protein_tokenizer(["MKTAYIAKQRQISFVKSHFSRQ"], return_tensors="pt")',
+            'inputs["protein_input_ids"] = protein["input_ids"]',
+            'inputs["protein_attention_mask"] = protein["attention_mask"]',
+        ]
+    lines += [
+        "with torch.no_grad():",
+        "    logits = model(**inputs).logits",
+        "prediction = logits * torch.tensor(model.config.label_std) + torch.tensor(model.config.label_mean)",
+    ]
+    return "\n".join(lines)
+
+
+def describe_max_length(facts: ModelCardFacts) -> str:
+    unit = "residues" if facts.model_type == "protein_perceiver" else "bases"
+    text = f"{facts.max_length:,} {unit}"
+    if facts.protein_max_length is not None:
+        text += f" (promoter) or {facts.protein_max_length:,} residues (protein)"
+    return text
+
+
 def card_template() -> Template:
     """`model_cards/expression_perceiver.md`: from the repository when run from it, else as installed."""
     in_repository = Path(__file__).resolve().parents[2] / "model_cards" / TEMPLATE_NAME
@@ -106,7 +149,6 @@ def render_model_card(facts: ModelCardFacts) -> str:
     template = card_template()
     with_features = bool(facts.feature_names)
     features_text = f" and {len(facts.feature_names)} per-gene features ({', '.join(facts.feature_names)})"
-    protein = facts.model_type == "protein_perceiver"
     return template.substitute(
         metadata=yaml.safe_dump(metadata(facts), sort_keys=False).strip(),
         title=facts.repo_id.split("/")[-1],
@@ -128,10 +170,8 @@ def render_model_card(facts: ModelCardFacts) -> str:
         device=facts.device,
         command=facts.command,
         repo_id=facts.repo_id,
-        example_sequence='"MKTAYIAKQRQISFVKSHFSRQ"' if protein else '"ACGT" * 250',
-        example_features=f", features=torch.zeros(1, {len(facts.feature_names)})" if with_features else "",
-        max_length=f"{facts.max_length:,}",
-        units_of_length="residues" if protein else "bases",
+        usage=usage_snippet(facts),
+        max_length=describe_max_length(facts),
         features_limitation=(
             f"The per-gene features ({', '.join(facts.feature_names)}) must be computed and scaled as in training."
             if with_features

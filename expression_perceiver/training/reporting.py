@@ -28,7 +28,9 @@ def data_fingerprint(splits: datasets.DatasetDict) -> str:
     for name in sorted(splits):
         digest.update(name.encode())
         table = splits[name].data.table if hasattr(splits[name].data, "table") else splits[name].data
-        for column in sorted(set(table.column_names) & {"gene_id", "sequence", "label", "labels", "features"}):
+        for column in sorted(
+            set(table.column_names) & {"gene_id", "sequence", "protein_sequence", "label", "labels", "features"}
+        ):
             for chunk in table.column(column).chunks:
                 for buffer in chunk.buffers():
                     if buffer is not None:

@@ -108,9 +108,17 @@ def with_training_columns(split: datasets.Dataset, mean: list[float], std: list[
     (standardised) to a split."""
     labels = (np.asarray(split["label"], dtype=np.float64).reshape(len(split), -1) - mean) / std
     split = split.add_column("idx", np.arange(len(split)))
-    split = split.add_column("length", pyarrow.compute.utf8_length(split.data.column("sequence")).to_numpy())
+    split = split.add_column("length", padded_cost_length(split))
     values = labels[:, 0] if labels.shape[1] == 1 else labels
     return split.add_column("labels", values.tolist())
+
+
+def padded_cost_length(split: datasets.Dataset) -> np.ndarray:
+    """The length that drives padding: the longer of the promoter and, for the Protein&DNAPerceiver, the protein."""
+    lengths = pyarrow.compute.utf8_length(split.data.column("sequence")).to_numpy()
+    if "protein_sequence" in split.column_names:
+        lengths = np.maximum(lengths, pyarrow.compute.utf8_length(split.data.column("protein_sequence")).to_numpy())
+    return lengths
 
 
 def prepare_splits(splits, mean, std, max_eval_samples: int | None) -> datasets.DatasetDict:
@@ -252,16 +260,13 @@ def strip_prefix(metrics: dict, prefix: str) -> dict:
 def card_facts(trainer, results: dict, metadata: DatasetMetadata, collator, model_args) -> ModelCardFacts:
     args = trainer.args
     config = trainer.model.config
-    encoder_config = config.dna_config if config.model_type == "protein_dna_perceiver" else config
     return ModelCardFacts(
         repo_id=args.hub_model_id or Path(args.output_dir).name,
         model_type=config.model_type,
         architecture=type(trainer.model).__name__,
         parameters=trainer.model.num_parameters(),
         label_names=metadata.label_names,
-        units=f"{metadata.label_transform} of {', '.join(metadata.label_names)}"
-        if metadata.label_transform != "none"
-        else ", ".join(metadata.label_names),
+        units=", ".join(metadata.label_units),
         data_source=metadata.source,
         data_fingerprint=results["data"]["fingerprint"],
         split=describe_split(metadata),
@@ -273,7 +278,12 @@ def card_facts(trainer, results: dict, metadata: DatasetMetadata, collator, mode
         epochs=float(results["train"].get("epoch", args.num_train_epochs)),
         wall_time_s=results["wall_time_s"],
         device=f"{results['device']} x {args.world_size}" if args.world_size > 1 else results["device"],
-        max_length=encoder_config.max_sequence_length,
+        max_length=config.dna_config.max_sequence_length
+        if config.model_type == "protein_dna_perceiver"
+        else config.max_sequence_length,
+        protein_max_length=config.protein_config.max_sequence_length
+        if config.model_type == "protein_dna_perceiver"
+        else None,
         feature_names=metadata.feature_names,
         baseline=results["kmer_baseline"],
     )

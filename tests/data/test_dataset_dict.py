@@ -10,9 +10,11 @@ import pytest
 
 from expression_perceiver.data.dataset_dict import (
     METADATA_FILE,
+    DatasetMetadata,
     SplitSpec,
     build_dataset_dict,
     expression_features,
+    joint_label_transform,
     load_dataset_dir,
     save_dataset,
     split_by_chromosome,
@@ -172,8 +174,9 @@ def test_save_and_load_round_trip_with_sidecar(tmp_path):
     sidecar = json.loads((tmp_path / "saved" / METADATA_FILE).read_text())
     assert set(sidecar) == {
         "alphabet", "source", "label_names", "num_labels", "label_transform", "label_mean", "label_std",
-        "num_features", "feature_names", "split", "counts", "reports", "format_version",
+        "num_features", "feature_names", "split", "counts", "with_protein", "reports", "format_version",
     }  # fmt: skip
+    assert sidecar["with_protein"] is False
     assert sidecar["num_features"] == 2 and sidecar["counts"]["test"] == 0
     assert sidecar["reports"][0]["dropped"]["no label in labels.tsv"] == {"count": 1, "examples": ["G99"]}
     loaded, loaded_metadata = load_dataset_dir(tmp_path / "saved")
@@ -201,6 +204,74 @@ def test_save_is_atomic_and_does_not_overwrite_by_default(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="disk full"):
         save_dataset(dataset_dict, metadata, tmp_path / "never")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["cache", "out"]
+
+
+def protein_records(count: int) -> list[dict]:
+    return [
+        {**record, "protein_sequence": "MKV" * (row % 7 + 1), "label": [record["label"], float(row)]}
+        for row, record in enumerate(promoter_records(count))
+    ]
+
+
+def test_protein_column_is_carried_through_splits_saving_and_loading(tmp_path):
+    records = protein_records(40)
+    dataset_dict, metadata = build(
+        records, tmp_path, label_names=["mrna", "protein"], label_transform="mrna: none; protein: log10(x)",
+        with_protein=True,
+    )  # fmt: skip
+    assert dataset_dict["train"].features == datasets.Features(
+        {
+            "gene_id": datasets.Value("string"),
+            "sequence": datasets.Value("string"),
+            "protein_sequence": datasets.Value("string"),
+            "label": datasets.List(datasets.Value("float64")),
+        }
+    )
+    assert metadata.with_protein and metadata.label_transforms == ["none", "log10(x)"]
+    protein_of = {(r["gene_id"], r["sequence"]): r["protein_sequence"] for r in records}
+    for name in ("train", "validation", "test"):
+        for row in dataset_dict[name]:
+            assert row["protein_sequence"] == protein_of[(row["gene_id"], row["sequence"])]
+    save_dataset(dataset_dict, metadata, tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / METADATA_FILE).read_text())["with_protein"] is True
+    loaded, loaded_metadata = load_dataset_dir(tmp_path / "saved")
+    assert loaded_metadata == metadata
+    assert loaded["validation"][:] == dataset_dict["validation"][:]
+    # Records without a protein do not fit a protein schema.
+    with pytest.raises(DataError, match="generated: record 'G0' has no protein_sequence"):
+        build(promoter_records(10), tmp_path, with_protein=True)
+
+
+def test_datasets_saved_before_the_protein_column_still_load(tmp_path):
+    dataset_dict, metadata = build(promoter_records(20), tmp_path)
+    save_dataset(dataset_dict, metadata, tmp_path / "old")
+    sidecar_path = tmp_path / "old" / METADATA_FILE
+    sidecar = json.loads(sidecar_path.read_text())
+    del sidecar["with_protein"]  # as written before the key existed
+    sidecar_path.write_text(json.dumps(sidecar))
+    loaded, loaded_metadata = load_dataset_dir(tmp_path / "old")
+    assert loaded_metadata.with_protein is False and "protein_sequence" not in loaded["train"].column_names
+    # Metadata claiming a protein column the splits lack is an error naming the splits.
+    sidecar["with_protein"] = True
+    sidecar_path.write_text(json.dumps(sidecar))
+    with pytest.raises(DataError, match="split\\(s\\) train, validation, test lack the protein_sequence column"):
+        load_dataset_dir(tmp_path / "old")
+
+
+def test_label_transform_per_output():
+    assert joint_label_transform(["a", "b"], ["log10(x)", "log10(x)"]) == "log10(x)"
+    assert joint_label_transform(["a", "b"], ["none", "log10(x + 0.1)"]) == "a: none; b: log10(x + 0.1)"
+    with pytest.raises(ValueError, match="1 label transforms for 2 labels"):
+        joint_label_transform(["a", "b"], ["none"])
+    metadata = DatasetMetadata(
+        alphabet="dna", source="s", label_names=["a", "b"], label_transform="a: none; b: log10(x + 0.1)",
+        label_mean=[0, 0], label_std=[1, 1], feature_names=[], split={}, counts={},
+    )  # fmt: skip
+    assert metadata.label_transforms == ["none", "log10(x + 0.1)"]
+    assert metadata.label_units == ["a", "log10(b + 0.1)"]
+    metadata.label_transform = "z-scored log10(median + 0.1)"  # a source's own description, for every output
+    assert metadata.label_transforms == ["z-scored log10(median + 0.1)"] * 2
+    assert metadata.label_units == ["z-scored log10(median + 0.1) of a", "z-scored log10(median + 0.1) of b"]
 
 
 def test_loading_a_folder_that_is_not_a_dataset(tmp_path):

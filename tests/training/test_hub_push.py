@@ -97,3 +97,12 @@ def test_trainer_run_pushes_and_a_fresh_process_reproduces_the_test_predictions(
     expected = np.array([float(row[2]) for row in rows])
     np.testing.assert_allclose(answer["predictions"], expected, rtol=1e-6, atol=1e-6)
     assert os.listdir(tmp_path / "hf_home_empty")  # it really downloaded into the empty cache
+
+    # The model card's own example runs as written against the pushed repository.
+    snippet = card.content.split("```python\n", 1)[1].split("```", 1)[0]
+    example = subprocess.run(
+        [sys.executable, "-c", snippet + "\nprint(prediction.shape)"],
+        env=fresh, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert example.returncode == 0, example.stderr[-3000:]
+    assert example.stdout.strip().endswith("torch.Size([1, 1])")
