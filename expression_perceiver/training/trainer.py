@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from torch.utils.data import SequentialSampler
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -30,6 +31,11 @@ class ExpressionTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator or self.data_collator
         self.model_card: str | None = None  # rendered once test results exist; saved and pushed as README.md
+
+    def _get_eval_sampler(self, eval_dataset):
+        """Evaluation keeps the split's order, even with length-grouped training batches, so that predictions line
+        up with the split's gene ids."""
+        return None if eval_dataset is None else SequentialSampler(eval_dataset)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         super()._save(output_dir, state_dict)

@@ -107,3 +107,23 @@ def test_tensorboard_on_request(tmp_path):
     main(tiny_run_arguments(tmp_path / "run", "--report_to", "tensorboard", "--num_train_epochs", "1"))
     events = list((tmp_path / "run").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_predictions_line_up_with_gene_ids_even_with_length_grouped_batches(tmp_path):
+    from expression_perceiver.data import generate_promoters
+
+    run = tmp_path / "run"
+    main(tiny_run_arguments(run, "--train_sampling_strategy", "group_by_length", "--num_train_epochs", "1"))
+    rows = [line.split("\t") for line in (run / "test_predictions.tsv").read_text().splitlines()[1:]]
+    promoters = generate_promoters(160, 1_000, seed=0)
+    position = {gene: i for i, gene in enumerate(promoters.gene_id)}
+    model = AutoModelForSequenceClassification.from_pretrained(run).eval()
+    tokenizer = AutoTokenizer.from_pretrained(run)
+    for gene, observed, predicted in rows:
+        i = position[gene]
+        assert float(observed) == pytest.approx(promoters.label[i], rel=1e-6)
+        with torch.no_grad():
+            logits = model(**tokenizer([promoters.sequence[i]], return_tensors="pt"),
+                           features=torch.tensor(promoters.features[i : i + 1])).logits  # fmt: skip
+        expected = logits.item() * model.config.label_std[0] + model.config.label_mean[0]
+        assert float(predicted) == pytest.approx(expected, rel=1e-5, abs=1e-5)
