@@ -8,19 +8,16 @@ from .data.prepare import add_prepare_parser
 
 
 def add_train_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "train",
-        help="train a Perceiver (same arguments as `accelerate launch train.py`; a YAML/JSON recipe or flags)",
-        add_help=False,
+    # Listed for --help only: `main` hands everything after `train` to the recipe's HfArgumentParser.
+    subparsers.add_parser(
+        "train", help="train a Perceiver (same arguments as `accelerate launch train.py`: recipes, then flags)"
     )
-    parser.add_argument("arguments", nargs=argparse.REMAINDER, help="a recipe file or train.py flags")
-    parser.set_defaults(run=run_train)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from .training.run import main
+def run_train(arguments: list[str]) -> int:
+    from .training.run import main as train
 
-    main(args.arguments)
+    train(arguments)
     return 0
 
 
@@ -61,11 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv else None
     try:
+        if command == "train":
+            return run_train(argv[1:])
+        args = build_parser().parse_args(argv)
         return args.run(args)
-    except (ValueError, OSError) as error:  # bad input: one clear line, no traceback
-        print(f"expression-perceiver {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError, KeyError) as error:  # bad input: one clear line, no traceback
+        print(f"expression-perceiver {command}: error: {error}", file=sys.stderr)
         return 2
 
 
