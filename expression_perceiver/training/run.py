@@ -239,10 +239,10 @@ def main(
     trainer.model_card = render_model_card(card_facts(trainer, results, metadata, collator, model_args))
     trainer.save_model()  # the selected model, tokenizer, remote code and model card (rank 0 only)
     if trainer.is_world_process_zero():
+        check_reload(training_args.output_dir, splits["test"], collator.for_evaluation(), test.predictions)
         write_run_outputs(
             training_args.output_dir, results, raw_splits["test"]["gene_id"], predictions, observed, metadata
         )
-        check_reload(training_args.output_dir, splits["test"], collator.for_evaluation(), test.predictions)
         logger.info(
             "test r2 = %.4f (validation r2 = %.4f) in %.0f s; model in %s",
             results["test"]["r2"], results["validation"]["r2"], results["wall_time_s"], training_args.output_dir,
