@@ -29,7 +29,7 @@ from ..data_collators import MaskingCollator, MaskingEpochCallback
 from ..modeling import AminoAcidTokenizer
 from .arguments import DataArguments, ExpressionTrainingArguments, MaskingArguments, ModelArguments
 from .model_card import ModelCardFacts, render_model_card
-from .reporting import data_fingerprint, plot_predictions, versions, write_json, write_predictions
+from .reporting import data_fingerprint, plot_predictions, source_revision, versions, write_json, write_predictions
 from .trainer import ExpressionTrainer, build_model, metrics_in_original_units, tokenizer_for
 
 logger = logging.getLogger(__name__)
@@ -232,6 +232,7 @@ def main(
         },
         "data": {**metadata.to_dict(), "fingerprint": data_fingerprint(raw_splits)},
         "versions": versions(),
+        "source_revision": source_revision(),
         "device": device_name(),
         "world_size": training_args.world_size,
         "wall_time_s": time.time() - started,

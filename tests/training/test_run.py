@@ -41,6 +41,7 @@ def test_training_run_selects_on_validation_evaluates_test_once_and_saves_a_load
     assert 0.0 <= saved["test"]["r2"] <= 1.0
     assert results["data"]["num_features"] == 8 and len(saved["data"]["fingerprint"]) == 64
     assert saved["versions"]["transformers"].startswith("5.") and saved["seed"] == 42
+    assert saved["source_revision"] is None or len(saved["source_revision"].split()[0]) == 40
     # The test predictions are written in the data's units and give back the reported test metrics.
     rows = [line.split("\t") for line in (run / "test_predictions.tsv").read_text().splitlines()]
     assert rows[0] == ["gene_id", "observed_label", "predicted_label"] and len(rows) == 17
