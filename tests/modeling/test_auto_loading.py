@@ -21,9 +21,8 @@ from expression_perceiver import (
     ProteinPerceiverConfig,
     ProteinPerceiverForSequenceClassification,
 )
+from tests.small_models import SMALL_SIZES
 
-SMALL = dict(num_latents=8, latent_dim=16, self_attention_heads=2, self_attention_head_dim=8, conv_stem_channels=8,
-             conv_tower_channels=[8, 8], conv_pooled_positions=4, branch_dim=8)  # fmt: skip
 PROMOTERS = ["ACGTTGCAnnACGTAGGCTAGCTAGGATCGATCGGATCGAATTCGCGCTAGCTRY" * 9, "acgtacgatcgatcgTTTATAAAGGC" * 3]
 PROTEINS = ["MKVLAAGIVGLLLASCASARPAERDSTWYHQNF*", "MSTNPKPQRKTKRNTNRRPQDVKFPGG"]
 
@@ -31,8 +30,8 @@ PROTEINS = ["MKVLAAGIVGLLLASCASARPAERDSTWYHQNF*", "MSTNPKPQRKTKRNTNRRPQDVKFPGG"]
 def save_checkpoints(root) -> dict:
     """Three small checkpoints with tokenizers; returns, per folder, the inputs and the original outputs."""
     torch.manual_seed(0)
-    dna_config = DNAPerceiverConfig(**SMALL, num_features=8, max_sequence_length=1_000)
-    protein_config = ProteinPerceiverConfig(**SMALL, max_sequence_length=100)
+    dna_config = DNAPerceiverConfig(**SMALL_SIZES, num_features=8, max_sequence_length=1_000)
+    protein_config = ProteinPerceiverConfig(**SMALL_SIZES, max_sequence_length=100)
     models = {
         "dna": DNAPerceiverForSequenceClassification(dna_config),
         "protein": ProteinPerceiverForSequenceClassification(protein_config),

@@ -17,22 +17,10 @@ from expression_perceiver import (
     ProteinPerceiverModel,
 )
 from expression_perceiver.modeling.modeling_expression_perceiver import sinusoidal_table
+from tests.small_models import SMALL_SIZES
 
 # Small but complete: every building block (conv branch, features, several blocks) is exercised.
-SMALL = dict(
-    num_latents=8,
-    latent_dim=16,
-    num_layers=2,
-    num_self_attention_blocks=2,
-    self_attention_heads=2,
-    self_attention_head_dim=8,
-    cross_attention_head_dim=8,
-    conv_stem_channels=8,
-    conv_tower_channels=[8, 8],
-    conv_pooled_positions=4,
-    branch_dim=8,
-    max_sequence_length=3_000,
-)
+SMALL = {**SMALL_SIZES, "num_layers": 2, "num_self_attention_blocks": 2, "max_sequence_length": 3_000}
 
 
 def small_dna_config(**kwargs) -> DNAPerceiverConfig:

@@ -14,20 +14,9 @@ import torch.nn.functional as F
 
 from expression_perceiver import DNAPerceiverConfig, DNAPerceiverForSequenceClassification
 from expression_perceiver.modeling import modeling_expression_perceiver as modeling
+from tests.small_models import SMALL_SIZES
 
-SMALL = dict(
-    num_latents=8,
-    latent_dim=16,
-    self_attention_heads=2,
-    self_attention_head_dim=8,
-    cross_attention_head_dim=8,
-    conv_stem_channels=8,
-    conv_tower_channels=[8, 8],
-    conv_pooled_positions=4,
-    branch_dim=8,
-    max_sequence_length=1_000,
-    dropout=0.0,
-)
+SMALL = {**SMALL_SIZES, "max_sequence_length": 1_000, "dropout": 0.0}
 
 
 @pytest.fixture

@@ -9,13 +9,11 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from expression_perceiver.training.run import main
+from tests.small_models import SMALL_OVERRIDES
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
-TINY = (
-    "num_latents=8,latent_dim=16,self_attention_heads=2,self_attention_head_dim=8,cross_attention_head_dim=8,"
-    "conv_stem_channels=8,conv_tower_channels=[8, 8],conv_pooled_positions=4,branch_dim=8"
-)
+TINY = SMALL_OVERRIDES
 
 
 def tiny_run_arguments(output_dir, *extra: str) -> list[str]:
