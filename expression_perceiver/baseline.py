@@ -6,6 +6,11 @@ and standard deviation, the intercept is left unpenalised, and the ridge penalty
 the validation split from a log grid. The test split is scored once, with the package's expression metrics (r2 is the
 squared Pearson correlation).
 
+When the data carry per-gene features (the 8 mRNA half-life features of Xpresso-style data), the sequence model sees
+them, so the baseline does too: the reported baseline is ridge on k-mers, log length and the features (standardised
+on train like the other columns), next to ridge on the features alone and on the k-mers alone, so that a report can
+tell what the sequence adds beyond the features.
+
 Splits follow the project's convention: rows shuffled with `numpy.random.default_rng(seed).permutation(n)`, then the
 first 80% train, the next 10% validation, the last 10% test. On the project's reference tables this gives test r2
 0.303 (human proteome, log10 ppm, amino-acid 1- and 2-mers) and 0.271 (EPD 60 bp promoters, Xpresso human label,
@@ -156,8 +161,66 @@ def ridge_path(features: np.ndarray, targets: np.ndarray, alphas: Sequence[float
 
 
 @dataclass
+class RidgeFit:
+    """Ridge regression on standardised columns with an unpenalised intercept, its penalty chosen on validation."""
+
+    alpha: float
+    column_mean: np.ndarray
+    column_scale: np.ndarray
+    coefficients: np.ndarray
+    intercept: float
+    validation_mse: dict[float, float] = field(default_factory=dict)
+
+    def predict(self, columns: np.ndarray) -> np.ndarray:
+        """Predicted labels of rows of unstandardised `columns`."""
+        return (columns - self.column_mean) / self.column_scale @ self.coefficients + self.intercept
+
+
+def fit_ridge(
+    train_columns: np.ndarray,
+    train_y: np.ndarray,
+    valid_columns: np.ndarray,
+    valid_y: np.ndarray,
+    alphas: Sequence[float] | None = None,
+) -> RidgeFit:
+    """Fits ridge regression on any columns, choosing alpha by validation MSE.
+
+    Columns are standardised with the training split's mean and standard deviation (constant columns, such as a
+    k-mer absent from training, are left unscaled); the intercept is the training mean of the labels, unpenalised.
+    """
+    alphas = tuple(float(alpha) for alpha in (alphas if alphas is not None else DEFAULT_ALPHAS))
+    train_y, valid_y = np.asarray(train_y, dtype=np.float64), np.asarray(valid_y, dtype=np.float64)
+    mean, scale = train_columns.mean(axis=0), train_columns.std(axis=0)
+    scale[scale == 0] = 1.0
+    intercept = float(train_y.mean())
+    path = ridge_path((train_columns - mean) / scale, train_y - intercept, alphas)
+
+    valid_standardised = (valid_columns - mean) / scale
+    validation_mse = {
+        alpha: float(np.mean((valid_standardised @ coefficients + intercept - valid_y) ** 2))
+        for alpha, coefficients in zip(alphas, path, strict=True)
+    }
+    best = min(range(len(alphas)), key=lambda i: validation_mse[alphas[i]])
+    return RidgeFit(alphas[best], mean, scale, path[best], intercept, validation_mse)
+
+
+def _gene_feature_matrix(gene_features: np.ndarray | Sequence[Sequence[float]] | None, rows: int) -> np.ndarray:
+    """Per-gene features as a (rows, n) float array; (rows, 0) when there are none."""
+    if gene_features is None:
+        return np.empty((rows, 0))
+    matrix = np.asarray(gene_features, dtype=np.float64).reshape(rows, -1)
+    if not np.isfinite(matrix).all():
+        raise ValueError("per-gene features must be finite numbers")
+    return matrix
+
+
+@dataclass
 class RidgeBaseline:
-    """A fitted k-mer ridge model: standardisation, coefficients, and the validation curve that chose `alpha`."""
+    """A fitted k-mer ridge model: standardisation, coefficients, and the validation curve that chose `alpha`.
+
+    Its columns are the k-mer frequencies, the log length and then, when fitted with them, `num_gene_features`
+    per-gene features, which `predict` then needs as well.
+    """
 
     alphabet: str
     ks: tuple[int, ...]
@@ -167,13 +230,29 @@ class RidgeBaseline:
     coefficients: np.ndarray
     intercept: float
     validation_mse: dict[float, float] = field(default_factory=dict)
+    num_gene_features: int = 0
 
-    def standardized_features(self, sequences: Sequence[str]) -> np.ndarray:
-        return (baseline_features(sequences, self.alphabet, self.ks) - self.feature_mean) / self.feature_scale
+    def input_columns(
+        self, sequences: Sequence[str], gene_features: np.ndarray | Sequence[Sequence[float]] | None = None
+    ) -> np.ndarray:
+        """The model's unstandardised columns: k-mer frequencies, log length, then the per-gene features."""
+        extra = _gene_feature_matrix(gene_features, len(sequences))
+        if extra.shape[1] != self.num_gene_features:
+            raise ValueError(
+                f"the model was fitted with {self.num_gene_features} per-gene features, got {extra.shape[1]}"
+            )
+        return np.hstack([baseline_features(sequences, self.alphabet, self.ks), extra])
 
-    def predict(self, sequences: Sequence[str]) -> np.ndarray:
-        """Predicted labels of `sequences`."""
-        return self.standardized_features(sequences) @ self.coefficients + self.intercept
+    def standardized_features(
+        self, sequences: Sequence[str], gene_features: np.ndarray | Sequence[Sequence[float]] | None = None
+    ) -> np.ndarray:
+        return (self.input_columns(sequences, gene_features) - self.feature_mean) / self.feature_scale
+
+    def predict(
+        self, sequences: Sequence[str], gene_features: np.ndarray | Sequence[Sequence[float]] | None = None
+    ) -> np.ndarray:
+        """Predicted labels of `sequences` (with their per-gene features when the model was fitted with them)."""
+        return self.standardized_features(sequences, gene_features) @ self.coefficients + self.intercept
 
 
 def fit_ridge_baseline(
@@ -184,35 +263,33 @@ def fit_ridge_baseline(
     alphabet: str,
     ks: Iterable[int],
     alphas: Sequence[float] | None = None,
+    train_gene_features: np.ndarray | Sequence[Sequence[float]] | None = None,
+    valid_gene_features: np.ndarray | Sequence[Sequence[float]] | None = None,
 ) -> RidgeBaseline:
-    """Fits ridge regression on k-mer frequencies plus log length, choosing alpha by validation MSE.
-
-    Features are standardised with the training split's mean and standard deviation (constant columns, such as a
-    k-mer absent from training, are left unscaled); the intercept is the training mean of the labels, unpenalised.
-    """
-    alphas = tuple(float(alpha) for alpha in (alphas if alphas is not None else DEFAULT_ALPHAS))
-    train_y, valid_y = np.asarray(train_y, dtype=np.float64), np.asarray(valid_y, dtype=np.float64)
-    train_features = baseline_features(train_seqs, alphabet, ks)
-    mean, scale = train_features.mean(axis=0), train_features.std(axis=0)
-    scale[scale == 0] = 1.0
-    intercept = float(train_y.mean())
-    path = ridge_path((train_features - mean) / scale, train_y - intercept, alphas)
-
-    valid_features = (baseline_features(valid_seqs, alphabet, ks) - mean) / scale
-    validation_mse = {
-        alpha: float(np.mean((valid_features @ coefficients + intercept - valid_y) ** 2))
-        for alpha, coefficients in zip(alphas, path, strict=True)
-    }
-    best = min(range(len(alphas)), key=lambda i: validation_mse[alphas[i]])
+    """Fits ridge regression on k-mer frequencies plus log length (plus per-gene features when given for both
+    splits), choosing alpha by validation MSE; see `fit_ridge` for the standardisation and the intercept."""
+    if (train_gene_features is None) != (valid_gene_features is None):
+        raise ValueError("per-gene features must be given for both the train and the validation split, or neither")
+    ks = tuple(sorted({int(k) for k in ks}))
+    train_extra = _gene_feature_matrix(train_gene_features, len(train_seqs))
+    valid_extra = _gene_feature_matrix(valid_gene_features, len(valid_seqs))
+    fit = fit_ridge(
+        np.hstack([baseline_features(train_seqs, alphabet, ks), train_extra]),
+        train_y,
+        np.hstack([baseline_features(valid_seqs, alphabet, ks), valid_extra]),
+        valid_y,
+        alphas,
+    )
     return RidgeBaseline(
         alphabet=resolve_alphabet(alphabet),
-        ks=tuple(sorted({int(k) for k in ks})),
-        alpha=alphas[best],
-        feature_mean=mean,
-        feature_scale=scale,
-        coefficients=path[best],
-        intercept=intercept,
-        validation_mse=validation_mse,
+        ks=ks,
+        alpha=fit.alpha,
+        feature_mean=fit.column_mean,
+        feature_scale=fit.column_scale,
+        coefficients=fit.coefficients,
+        intercept=fit.intercept,
+        validation_mse=fit.validation_mse,
+        num_gene_features=train_extra.shape[1],
     )
 
 
@@ -328,22 +405,76 @@ def add_baseline_parser(subparsers) -> None:
     parser.set_defaults(run=run_baseline_command)
 
 
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclass
+class SplitColumns:
+    """What the baseline reads of one split: sequences, the first label, and per-gene features if any."""
+
+    sequences: list[str]
+    labels: np.ndarray
+    gene_features: np.ndarray | None
+
+
+def _split_columns(split) -> SplitColumns:
+    labels = np.asarray(split["label"], dtype=np.float64)
+    has_features = "features" in getattr(split, "column_names", split)
+    return SplitColumns(
+        sequences=list(split["sequence"]),
+        labels=labels.reshape(len(labels), -1)[:, 0],
+        gene_features=_gene_feature_matrix(list(split["features"]), len(labels)) if has_features else None,
+    )
+
+
+def _scores(alpha: float, predict, columns: dict[str, SplitColumns]) -> dict:
+    """The chosen alpha and the validation and test metrics of one fitted model (`predict` takes a split)."""
+    return {
+        "alpha": alpha,
+        "validation": compute_expression_metrics(predict(columns["validation"]), columns["validation"].labels),
+        "test": compute_expression_metrics(predict(columns["test"]), columns["test"].labels),
+    }
+
+
 def baseline_on_splits(splits, alphabet: str, ks: Sequence[int] | None = None, alphas=None) -> dict:
     """The baseline on given train/validation/test splits (e.g. a prepared `DatasetDict`: `sequence` and `label`
-    columns; the first output when labels have several), so that it sits next to a model on the same split."""
+    columns; the first output when labels have several), so that it sits next to a model on the same split.
+
+    With a `features` column (per-gene features, which the sequence model also gets) the top-level `alpha`,
+    `validation` and `test` are those of ridge on k-mers + log length + features, and `features_only` and
+    `kmers_only` hold the same scores of ridge on each part alone; `inputs` names what the top-level model saw.
+    """
     ks = list(ks or DEFAULT_KMERS[alphabet])
-    columns = {}
-    for name in ("train", "validation", "test"):
-        labels = np.asarray(splits[name]["label"], dtype=np.float64)
-        columns[name] = (list(splits[name]["sequence"]), labels.reshape(len(labels), -1)[:, 0])
-    model = fit_ridge_baseline(*columns["train"], *columns["validation"], alphabet, ks, alphas=alphas)
-    return {
+    columns = {name: _split_columns(splits[name]) for name in SPLIT_NAMES}
+    train, valid = columns["train"], columns["validation"]
+    kmers = fit_ridge_baseline(train.sequences, train.labels, valid.sequences, valid.labels, alphabet, ks, alphas)
+    kmers_only = _scores(kmers.alpha, lambda split: kmers.predict(split.sequences), columns)
+    results = {
         "alphabet": alphabet,
         "k": ks,
-        "alpha": model.alpha,
-        "split_sizes": {name: len(values[1]) for name, values in columns.items()},
-        "validation": compute_expression_metrics(model.predict(columns["validation"][0]), columns["validation"][1]),
-        "test": compute_expression_metrics(model.predict(columns["test"][0]), columns["test"][1]),
+        "split_sizes": {name: len(split.labels) for name, split in columns.items()},
+    }
+    if train.gene_features is None:
+        return {**results, "inputs": "k-mers", **kmers_only}
+
+    combined = fit_ridge_baseline(
+        train.sequences,
+        train.labels,
+        valid.sequences,
+        valid.labels,
+        alphabet,
+        ks,
+        alphas,
+        train_gene_features=train.gene_features,
+        valid_gene_features=valid.gene_features,
+    )
+    features = fit_ridge(train.gene_features, train.labels, valid.gene_features, valid.labels, alphas)
+    return {
+        **results,
+        "inputs": "k-mers + features",
+        **_scores(combined.alpha, lambda split: combined.predict(split.sequences, split.gene_features), columns),
+        "features_only": _scores(features.alpha, lambda split: features.predict(split.gene_features), columns),
+        "kmers_only": kmers_only,
     }
 
 
@@ -367,10 +498,16 @@ def run_baseline_command(args: argparse.Namespace) -> int:
         }
     test = results["test"]
     print(
-        f"k-mer ridge baseline (k={' '.join(map(str, results['k']))}, alpha={results['alpha']:g}) on "
+        f"k-mer ridge baseline ({results.get('inputs', 'k-mers')}, k={' '.join(map(str, results['k']))}, "
+        f"alpha={results['alpha']:g}) on "
         f"{test['n']} test rows: r2={test['r2']:.3f} pearson={test['pearson']:.3f} spearman={test['spearman']:.3f} "
         f"coefficient_of_determination={test['coefficient_of_determination']:.3f} mse={test['mse']:.4f}"
     )
+    if "features_only" in results:  # what each part explains alone, so the sequence's share can be read off
+        print(
+            f"  features only: r2={results['features_only']['test']['r2']:.3f}  "
+            f"k-mers only: r2={results['kmers_only']['test']['r2']:.3f}"
+        )
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(results, indent=2) + "\n")

@@ -5,6 +5,7 @@ import sys
 
 from .baseline import add_baseline_parser
 from .data.prepare import add_prepare_parser
+from .study.command import add_study_parser
 
 
 def add_train_parser(subparsers) -> None:
@@ -23,24 +24,68 @@ def run_train(arguments: list[str]) -> int:
 
 def add_generate_parser(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="write synthetic promoters or proteins with a planted signal")
-    parser.add_argument("kind", choices=["promoters", "proteins"])
-    parser.add_argument("output", help="TSV file to write (gzip if it ends with .gz)")
+    parser.add_argument(
+        "kind",
+        choices=["promoters", "proteins", "positional", "xpresso"],
+        help="positional: the label comes from elements at known distances from the TSS (a masking check); "
+        "xpresso: the same set as Xpresso HDF5 files",
+    )
+    parser.add_argument(
+        "output", help="TSV file to write (gzip if it ends with .gz); for xpresso, a folder for train/valid/test.h5"
+    )
     parser.add_argument("--num", type=int, default=1_000, help="number of sequences")
-    parser.add_argument("--length", type=int, default=2_000, help="bases per promoter")
+    parser.add_argument(
+        "--length", type=int, help="bases per promoter (default 2,000; xpresso needs and defaults to 20,000)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=run_generate)
 
 
-def run_generate(args: argparse.Namespace) -> int:
-    from .data.synthetic import generate_promoters, generate_proteins, write_table
+def _generate_length(args: argparse.Namespace) -> int:
+    """The window length asked for, checked: at least 1,000 bases, exactly the format's 20,000 for xpresso."""
+    from .data.xpresso import XPRESSO_WINDOW_LENGTH
 
-    generated = (
-        generate_promoters(args.num, args.length, args.seed)
-        if args.kind == "promoters"
-        else generate_proteins(args.num, args.seed)
+    if args.kind == "xpresso":
+        length = XPRESSO_WINDOW_LENGTH if args.length is None else args.length
+        if length != XPRESSO_WINDOW_LENGTH:
+            raise ValueError(
+                f"--length must be {XPRESSO_WINDOW_LENGTH:,} for xpresso (the format's window), got {length}"
+            )
+        return length
+    length = 2_000 if args.length is None else args.length
+    if length < 1_000 and args.kind != "proteins":
+        raise ValueError(f"--length must be at least 1,000 bases to hold the planted elements, got {length}")
+    return length
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from .data.synthetic import (
+        generate_positional_promoters,
+        generate_promoters,
+        generate_proteins,
+        write_table,
+        write_xpresso_folder,
     )
-    write_table(generated, args.output)
-    print(f"wrote {len(generated)} {args.kind} to {args.output}")
+
+    # Xpresso's three files each need a gene: 80/10/10 of at least 10.
+    minimum = 10 if args.kind == "xpresso" else 1
+    if args.num < minimum:
+        raise ValueError(f"--num must be at least {minimum} for {args.kind}, got {args.num}")
+    length = _generate_length(args)
+    if args.kind == "promoters":
+        generated = generate_promoters(args.num, length, args.seed)
+    elif args.kind == "proteins":
+        generated = generate_proteins(args.num, args.seed)
+    else:
+        generated = generate_positional_promoters(args.num, length, args.seed)
+
+    if args.kind == "xpresso":
+        written = write_xpresso_folder(generated, args.output)
+        counts = ", ".join(f"{split} {rows:,}" for split, rows in written.items())
+        print(f"wrote {len(generated)} positional promoters of {length:,} bases to {args.output} ({counts})")
+    else:
+        write_table(generated, args.output)
+        print(f"wrote {len(generated)} {args.kind} to {args.output}")
     return 0
 
 
@@ -54,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_prepare_parser(subparsers)
     add_baseline_parser(subparsers)
     add_generate_parser(subparsers)
+    add_study_parser(subparsers)
     return parser
 
 

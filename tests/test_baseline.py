@@ -20,6 +20,7 @@ from expression_perceiver.baseline import (
     run_baseline,
     split_indices,
 )
+from expression_perceiver.training.metrics import compute_expression_metrics
 
 
 def naive_kmer_frequencies(sequence: str, letters: str, ks: list[int]) -> np.ndarray:
@@ -202,3 +203,84 @@ def test_reference_figures_are_reproduced(shared_data, file_name, label_column, 
     data = read_labelled_sequences(shared_data / file_name, "sequence", label_column, log10=log10)
     results = run_baseline(data.sequences, data.labels, alphabet, ks, seed=0)
     assert results["test"]["r2"] == pytest.approx(reference_r2, abs=0.01)
+
+
+def promoter_splits(num_genes: int, seed: int = 0):
+    """Generated promoters (label = sequence terms + 0.4 f0 - 0.3 f1 + 0.2 f2 + noise), in order, split 80/10/10."""
+    import datasets
+
+    from expression_perceiver.data.synthetic import generate_promoters
+
+    columns = generate_promoters(num_genes, length=1000, seed=seed).to_dict()
+    first_cut, second_cut = num_genes * 8 // 10, num_genes * 9 // 10
+    rows = {"train": slice(0, first_cut), "validation": slice(first_cut, second_cut), "test": slice(second_cut, None)}
+    return datasets.DatasetDict(
+        {
+            name: datasets.Dataset.from_dict({column: values[split] for column, values in columns.items()})
+            for name, split in rows.items()
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def promoters_with_features():
+    return promoter_splits(1000)
+
+
+@pytest.fixture(scope="module")
+def baseline_with_features(promoters_with_features):
+    return baseline.baseline_on_splits(promoters_with_features, "dna", [1, 2, 3])
+
+
+def test_baseline_uses_the_per_gene_features_when_the_data_have_them(baseline_with_features):
+    results = baseline_with_features
+
+    assert results["inputs"] == "k-mers + features"
+    features_only, kmers_only = results["features_only"]["test"]["r2"], results["kmers_only"]["test"]["r2"]
+    assert features_only > 0.1  # the features explain part of the label on their own
+    assert results["test"]["r2"] > kmers_only + 0.05
+    assert results["test"]["r2"] > features_only + 0.05
+    assert set(results["features_only"]) == set(results["kmers_only"]) == {"alpha", "validation", "test"}
+
+
+def test_baseline_without_features_is_the_kmer_model(promoters_with_features, baseline_with_features):
+    splits = promoters_with_features.remove_columns("features")
+
+    results = baseline.baseline_on_splits(splits, "dna", [1, 2, 3])
+
+    assert results["inputs"] == "k-mers" and "features_only" not in results and "kmers_only" not in results
+    train, valid, test = splits["train"], splits["validation"], splits["test"]
+    model = fit_ridge_baseline(
+        list(train["sequence"]), train["label"], list(valid["sequence"]), valid["label"], "dna", [1, 2, 3]
+    )
+    assert results["alpha"] == model.alpha
+    expected = compute_expression_metrics(model.predict(list(test["sequence"])), np.asarray(test["label"]))
+    assert results["test"] == expected
+    kmers_only = baseline_with_features["kmers_only"]
+    assert {key: results[key] for key in ("alpha", "validation", "test")} == kmers_only
+
+
+def test_a_model_fitted_with_gene_features_standardises_and_needs_them():
+    rng = np.random.default_rng(5)
+    sequences = [sequence + "ACGT" for sequence in random_sequences(rng, "ACGT", 120)]
+    gene_features = rng.normal(3.0, 2.0, size=(120, 2))
+    labels = gene_features[:, 0] + rng.normal(0, 0.1, 120)
+
+    model = fit_ridge_baseline(
+        sequences[:100],
+        labels[:100],
+        sequences[100:],
+        labels[100:],
+        "dna",
+        [1],
+        train_gene_features=gene_features[:100],
+        valid_gene_features=gene_features[100:],
+    )
+
+    assert model.num_gene_features == 2
+    np.testing.assert_allclose(model.feature_mean[-2:], gene_features[:100].mean(axis=0))
+    np.testing.assert_allclose(model.feature_scale[-2:], gene_features[:100].std(axis=0))
+    predictions = model.predict(sequences[100:], gene_features[100:])
+    assert np.corrcoef(predictions, labels[100:])[0, 1] > 0.95
+    with pytest.raises(ValueError, match="2 per-gene features, got 0"):
+        model.predict(sequences[100:])

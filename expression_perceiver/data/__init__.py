@@ -13,7 +13,7 @@ from .dataset_dict import (
 )
 from .errors import DataError, ReadReport
 from .genome import Genome, PromoterWindow, read_promoter_bed, rebuild_promoter_records, reverse_complement
-from .synthetic import SyntheticSet, generate_promoters, generate_proteins
+from .synthetic import SyntheticSet, generate_positional_promoters, generate_promoters, generate_proteins
 from .tables import (
     LabelSpec,
     ProteinTable,
@@ -28,6 +28,7 @@ from .xpresso import XPRESSO_BEST_WINDOW, XPRESSO_FEATURE_NAMES, read_xpresso_h5
 __all__ = [
     "SyntheticSet",
     "generate_promoters",
+    "generate_positional_promoters",
     "generate_proteins",
     "DataError",
     "ReadReport",

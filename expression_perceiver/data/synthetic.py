@@ -14,6 +14,26 @@ mean 6), and the gene's GC content itself. Eight half-life-like features are sta
 where counts are measured on the final sequence (chance occurrences included) and z() standardises over the
 generated set. The noise bounds the achievable r2 at about 0.92 (about 0.79 from the sequence alone).
 
+Positional promoters (`generate_positional_promoters`): a check of the masking study, whose ablations remove the
+first half, the middle half [0.25, 0.75) or the last half of each window (TSS at `length // 2`). Background bases
+are uniform (GC 0.5, the same for every gene, so base composition tells nothing about the label) and two elements
+are planted at known places, given as fractions of the window so that any length of at least 1,000 works:
+
+    upstream    TATAAA copies (Poisson, mean 2) within [0.05, 0.20) x length   (20,000 bases: TSS -9,000..-6,000)
+    downstream  GGGCGG copies (Poisson, mean 2) within [0.80, 0.95) x length   (20,000 bases: TSS +6,000..+9,000)
+
+    label = 0.8 z(upstream motifs in their region) + 0.8 z(downstream motifs in their region) + noise,
+            noise ~ N(0, 0.4^2)
+
+with counts measured on the final sequence and z() over the generated set, as for the promoters above. The eight
+features are standard normal and do not enter the label, so any effect of masking is purely positional. With
+noise 0.4 the ceiling r2 is 1.28 / 1.44, about 0.89, and each element alone explains half the signal (about 0.44).
+Expected outcome: masking the first half removes the upstream element and the last half the downstream one (r2
+falls towards 0.44 each), masking the middle removes neither (r2 stays at the ceiling). Xpresso's best window
+(indices 3,000..13,500 of 20,000) holds none of the downstream region and a third of the upstream one: prepare this
+set with the full window.
+`generate xpresso` writes it as Xpresso HDF5 files (20,000 bases, TSS at 10,000).
+
 Proteins (`generate_proteins`): lengths U(100, 1,000), each protein's amino-acid composition a Dirichlet draw
 around the human average. The label is
 
@@ -21,6 +41,7 @@ around the human average. The label is
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -109,6 +130,56 @@ def generate_promoters(num_genes: int, length: int = 2_000, seed: int = 0, noise
     )
 
 
+@dataclass(frozen=True)
+class PlantedElement:
+    """A motif planted a Poisson number of times within a region given as fractions [start, end) of the window."""
+
+    name: str
+    motif: bytes
+    region: tuple[float, float]
+    mean_copies: float = 2.0
+    weight: float = 0.8
+
+    def bounds(self, length: int) -> tuple[int, int]:
+        """The region in bases of a `length`-base window."""
+        return round(self.region[0] * length), round(self.region[1] * length)
+
+    def count(self, sequences: np.ndarray) -> np.ndarray:
+        """Occurrences of the motif lying wholly inside the region, per row of a (genes, length) byte array."""
+        start, end = self.bounds(sequences.shape[1])
+        return count_motif(sequences, self.motif, start, end - len(self.motif) + 1)
+
+
+POSITIONAL_ELEMENTS = (
+    PlantedElement("upstream", TATA_BOX, (0.05, 0.20)),
+    PlantedElement("downstream", b"GGGCGG", (0.80, 0.95)),
+)
+
+
+def generate_positional_promoters(
+    num_genes: int, length: int = 20_000, seed: int = 0, noise: float = 0.4
+) -> SyntheticSet:
+    """Windows whose label depends only on two elements planted at known distances from the TSS (module doc)."""
+    if num_genes < 1:
+        raise ValueError(f"num_genes must be at least 1, got {num_genes}")
+    if length < 1_000:
+        raise ValueError(f"length must be at least 1,000 bases to hold the planted elements, got {length}")
+    rng = np.random.default_rng(seed)
+    sequences = NUCLEOTIDES[rng.integers(0, 4, size=(num_genes, length), dtype=np.uint8)]
+    for element in POSITIONAL_ELEMENTS:
+        plant(sequences, element.motif, rng.poisson(element.mean_copies, num_genes), *element.bounds(length), rng)
+
+    signal = sum(element.weight * standardise(element.count(sequences)) for element in POSITIONAL_ELEMENTS)
+    features = rng.standard_normal((num_genes, NUM_HALF_LIFE_FEATURES)).astype(np.float32)
+    label = signal + rng.normal(0.0, noise, num_genes)
+    return SyntheticSet(
+        gene_id=[f"POS{i:06d}" for i in range(num_genes)],
+        sequence=[row.tobytes().decode("ascii") for row in sequences],
+        label=label.astype(np.float64),
+        features=features,
+    )
+
+
 def generate_proteins(num_proteins: int, seed: int = 0, noise: float = 0.5) -> SyntheticSet:
     """Protein sequences of 100-1,000 residues with a planted composition signal (module doc)."""
     rng = np.random.default_rng(seed)
@@ -150,3 +221,27 @@ def write_table(generated: SyntheticSet, path: str) -> None:
         for i, gene in enumerate(generated.gene_id):
             features = generated.features[i].tolist() if feature_names else []
             writer.writerow([gene, generated.sequence[i], repr(float(generated.label[i])), *features])
+
+
+def write_xpresso_folder(generated: SyntheticSet, folder: str | Path) -> dict[str, int]:
+    """Writes `train.h5`, `valid.h5` and `test.h5` (the first 80%, next 10% and last 10% of the genes, in order) in
+    the Xpresso HDF5 format, which needs 20,000-base windows with the TSS at 10,000. Returns the rows per file."""
+    from .xpresso import XPRESSO_SPLIT_FILES, write_xpresso_h5
+
+    num_genes = len(generated)
+    cuts = (0, num_genes * 8 // 10, num_genes * 9 // 10, num_genes)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for (split, file_name), first, last in zip(XPRESSO_SPLIT_FILES.items(), cuts[:-1], cuts[1:], strict=True):
+        records = (
+            {
+                "gene_id": generated.gene_id[row],
+                "sequence": generated.sequence[row],
+                "label": float(generated.label[row]),
+                "features": generated.features[row].tolist() if generated.features is not None else [],
+            }
+            for row in range(first, last)
+        )
+        written[split] = write_xpresso_h5(folder / file_name, records)
+    return written

@@ -76,14 +76,15 @@ def span_hashes(seed: int, stream: int, epoch: int, keys: np.ndarray, num_spans:
     return splitmix64(per_example[:, None] ^ np.arange(num_spans, dtype=np.uint64)[None, :])
 
 
-def random_span_starts(hashes: np.ndarray, lengths: np.ndarray, mask_length: int) -> np.ndarray:
+def random_span_starts(hashes: np.ndarray, lengths: np.ndarray, mask_length: int | np.ndarray) -> np.ndarray:
     """Uniform span starts in `[0, max(length - mask_length, 0)]` from hashes, as `hash % (number of starts)`
-    (the modulo bias is below 2**-40 for any sequence length under 2**24)."""
+    (the modulo bias is below 2**-40 for any sequence length under 2**24). `mask_length` is one length or one per
+    row."""
     num_starts = np.maximum(lengths - mask_length, 0) + 1
     return (hashes % num_starts.astype(np.uint64)[:, None]).astype(np.int64)
 
 
-def fixed_span_starts(strategy: str, lengths: np.ndarray, mask_length: int) -> np.ndarray:
+def fixed_span_starts(strategy: str, lengths: np.ndarray, mask_length: int | np.ndarray) -> np.ndarray:
     """(batch, 1) span starts of the `first`, `middle` (centred, rounded towards the start) or `last` positions;
     a sequence shorter than the span starts at 0."""
     room = np.maximum(lengths - mask_length, 0)
@@ -98,13 +99,15 @@ def sequence_fingerprints(input_ids: np.ndarray, valid: np.ndarray) -> np.ndarra
     return splitmix64((tokens * position_weights).sum(axis=1, dtype=np.uint64) ^ valid.sum(axis=1).astype(np.uint64))
 
 
-def mask_span(valid: np.ndarray, starts: np.ndarray, mask_length: int) -> np.ndarray:
+def mask_span(valid: np.ndarray, starts: np.ndarray, mask_length: int | np.ndarray) -> np.ndarray:
     """(batch, length) `bool`: the valid positions whose rank among their row's valid positions lies in
-    `[start, start + mask_length)` for any of the row's `starts` (batch, num_spans). Padding is never covered."""
+    `[start, start + mask_length)` for any of the row's `starts` (batch, num_spans); `mask_length` is one length or
+    one per row. Padding is never covered."""
     rank = np.cumsum(valid, axis=1) - 1  # rank counts valid positions only, so spans skip padding
+    span_length = np.broadcast_to(np.asarray(mask_length), (valid.shape[0],))[:, None]
     covered = np.zeros_like(valid)
     for start in starts.T:  # one pass per span number, each over the whole batch
-        covered |= (rank >= start[:, None]) & (rank < start[:, None] + mask_length)
+        covered |= (rank >= start[:, None]) & (rank < start[:, None] + span_length)
     return covered & valid
 
 
@@ -206,6 +209,8 @@ class MaskingCollator:
             epoch), `"first"`, `"middle"` or `"last"` (the first, central or last `mask_length` valid positions).
         mode: `"mask"` (replace with `mask_token`) or `"drop"` (remove the positions).
         mask_length: positions per span; None means 1,000 for `random_span` and 10,000 for the others.
+        mask_fraction: instead of `mask_length`, the span as a fraction (0 < f <= 1) of each sequence's own valid
+            length, rounded to the nearest position and at least 1: one setting then fits sequences of any length.
         num_spans: spans per sequence for `random_span` (drawn independently; they may overlap).
         mask_token: token written over masked positions, as a string of the tokenizer's vocabulary (`"[MASK]"` or
             `"N"` for DNA).
@@ -219,6 +224,7 @@ class MaskingCollator:
     strategy: MaskingStrategy = "none"
     mode: MaskingMode = "mask"
     mask_length: int | None = None
+    mask_fraction: float | None = None
     num_spans: int = 1
     mask_token: str = "[MASK]"
     seed: int = 0
@@ -232,7 +238,12 @@ class MaskingCollator:
             raise ValueError(f"unknown masking strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
         if self.mode not in MODES:
             raise ValueError(f"unknown masking mode {self.mode!r}; expected one of {', '.join(MODES)}")
-        if self.mask_length is None:
+        if self.mask_fraction is not None:
+            if self.mask_length is not None:
+                raise ValueError("give mask_length or mask_fraction, not both")
+            if not 0 < self.mask_fraction <= 1:
+                raise ValueError(f"mask_fraction must lie in (0, 1], got {self.mask_fraction}")
+        elif self.mask_length is None:
             self.mask_length = DEFAULT_MASK_LENGTHS.get(self.strategy)
         elif self.mask_length < 1:
             raise ValueError(f"mask_length must be at least 1, got {self.mask_length}")
@@ -290,19 +301,32 @@ class MaskingCollator:
         if not self.applies_masking():
             return input_ids, valid
         lengths = valid.sum(axis=1)
+        span_lengths = self.span_lengths(lengths)
         if self.strategy == "random_span":
             keys = example_keys(examples, input_ids, valid)
             stream, epoch = (TRAINING_STREAM, self.epoch) if self.training else (EVALUATION_STREAM, 0)
             hashes = span_hashes(self.seed, stream, epoch, keys, self.num_spans)
-            starts = random_span_starts(hashes, lengths, self.mask_length)
+            starts = random_span_starts(hashes, lengths, span_lengths)
         else:
-            starts = fixed_span_starts(self.strategy, lengths, self.mask_length)
-        covered = mask_span(valid, starts, self.mask_length)
+            starts = fixed_span_starts(self.strategy, lengths, span_lengths)
+        covered = mask_span(valid, starts, span_lengths)
         if self.mode == "mask":
             return np.where(covered, np.asarray(self.mask_token_id, dtype=input_ids.dtype), input_ids), valid
         keep = valid & ~covered
         self.check_not_emptied(examples, lengths, keep.sum(axis=1))
         return drop_positions(input_ids, keep, self.pad_token_id)
+
+    def span_lengths(self, lengths: np.ndarray) -> np.ndarray:
+        """Positions per span of each row: `mask_length`, or `mask_fraction` of the row's valid length."""
+        if self.mask_fraction is None:
+            return np.full(len(lengths), self.mask_length, dtype=np.int64)
+        return np.maximum(np.rint(lengths * self.mask_fraction).astype(np.int64), 1)
+
+    def describe_span(self) -> str:
+        """'3 positions' or '5% of each sequence'."""
+        if self.mask_fraction is not None:
+            return f"{self.mask_fraction:.4g} of each sequence's length"
+        return f"{self.mask_length:,} positions"
 
     def check_not_emptied(self, examples: list[dict[str, Any]], lengths: np.ndarray, kept: np.ndarray) -> None:
         """`ValueError` naming the first example that drop mode would leave without any position."""
@@ -312,7 +336,7 @@ class MaskingCollator:
             raise ValueError(
                 f"drop mode would leave the sequence of example {describe_example(examples[position], position)} "
                 f"empty: its length is {int(lengths[position])} and the {self.strategy} masking covers "
-                f"{self.num_spans} span(s) of mask_length={self.mask_length}; use a shorter mask_length or mode='mask'"
+                f"{self.num_spans} span(s) of {self.describe_span()}; use a shorter span or mode='mask'"
             )
 
     def pad_examples(

@@ -1,8 +1,13 @@
 """Arguments of `train.py`, parsed by `HfArgumentParser` from the command line or a YAML/JSON recipe."""
 
+import logging
 from dataclasses import dataclass, field
+from typing import Literal
 
+import torch
 from transformers import TrainingArguments
+
+logger = logging.getLogger(__name__)
 
 MODEL_TYPES = ("dna_perceiver", "protein_perceiver", "protein_dna_perceiver")
 
@@ -56,10 +61,21 @@ class DataArguments:
 class MaskingArguments:
     """The masking augmentation applied to training batches (see `MaskingCollator`)."""
 
-    mask_strategy: str = field(default="none", metadata={"help": "none, random_span, first, middle or last."})
-    mask_mode: str = field(default="mask", metadata={"help": "mask (replace positions) or drop (remove them)."})
+    mask_strategy: Literal["none", "random_span", "first", "middle", "last"] = field(
+        default="none", metadata={"help": "none, random_span, first, middle or last."}
+    )
+    mask_mode: Literal["mask", "drop"] = field(
+        default="mask", metadata={"help": "mask (replace positions) or drop (remove them)."}
+    )
     mask_length: int | None = field(
         default=None, metadata={"help": "Positions per span (default 1,000 for random_span, 10,000 otherwise)."}
+    )
+    mask_fraction: float | None = field(
+        default=None,
+        metadata={
+            "help": "Span length as a fraction of each sequence's own length (0 < f <= 1), instead of --mask_length: "
+            "one setting then serves 60-base promoters, 20,000-base windows and proteins of any length."
+        },
     )
     mask_num_spans: int = field(default=1, metadata={"help": "Spans per sequence for random_span."})
     mask_token: str = field(default="[MASK]", metadata={"help": "Token written over masked positions: [MASK] or N."})
@@ -81,3 +97,23 @@ class ExpressionTrainingArguments(TrainingArguments):
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without a better validation metric."}
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start afresh in an output dir that holds another run (its checkpoints and results go)."},
+    )
+
+    def __post_init__(self):
+        self.fall_back_to_cpu_without_accelerator()
+        super().__post_init__()
+
+    def fall_back_to_cpu_without_accelerator(self) -> None:
+        """Mixed-precision recipes are written for GPUs; on a machine without one they run on the CPU (bf16 through
+        CPU autocast, fp16 off) with a note, instead of stopping at 'Your setup doesn't support bf16/gpu'."""
+        if self.use_cpu or not (self.bf16 or self.fp16) or torch.accelerator.is_available():
+            return
+        logger.warning(
+            "no GPU or other accelerator found: training on the CPU%s (expect it to be far slower than on a GPU)",
+            " with bf16 autocast" if self.bf16 else ", fp16 turned off (it needs a GPU)",
+        )
+        self.use_cpu = True
+        self.fp16 = False

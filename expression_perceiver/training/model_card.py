@@ -40,7 +40,7 @@ class ModelCardFacts:
     max_length: int
     protein_max_length: int | None = None  # the Protein&DNAPerceiver's protein encoder
     feature_names: list[str] = field(default_factory=list)
-    baseline: dict[str, float] | None = None  # k-mer ridge test metrics on the same split, when computed
+    baseline: dict | None = None  # `baseline_on_splits` on the same split, when computed
 
 
 def model_index(facts: ModelCardFacts) -> list[dict]:
@@ -88,11 +88,24 @@ def baseline_section(facts: ModelCardFacts) -> str:
     if not facts.baseline:
         return ""
     model_r2 = facts.metrics.get("test", {}).get("r2", float("nan"))
-    return (
-        "On the same test split, the k-mer composition baseline (`expression-perceiver baseline`: ridge regression on "
-        f"k-mer frequencies plus log length) scores r2 = {facts.baseline['r2']:.4f}; this model scores "
-        f"{model_r2:.4f} ({model_r2 - facts.baseline['r2']:+.4f})."
+    baseline_r2 = facts.baseline["test"]["r2"]
+    with_features = "features_only" in facts.baseline
+    inputs = (
+        "k-mer frequencies, log length and the per-gene features"
+        if with_features
+        else "k-mer frequencies plus log length"
     )
+    text = (
+        f"On the same test split, the k-mer composition baseline (`expression-perceiver baseline`: ridge regression on "
+        f"{inputs}) scores r2 = {baseline_r2:.4f}; this model scores {model_r2:.4f} ({model_r2 - baseline_r2:+.4f})."
+    )
+    if with_features:
+        text += (
+            f" The features alone (ridge) score r2 = {facts.baseline['features_only']['test']['r2']:.4f} and the "
+            f"k-mers alone {facts.baseline['kmers_only']['test']['r2']:.4f}: what the sequence adds is measured "
+            "against the features alone."
+        )
+    return text
 
 
 def usage_snippet(facts: ModelCardFacts) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pyarrow.compute
+import safetensors.torch
 import torch
 import transformers
 import yaml
@@ -19,18 +20,26 @@ from transformers import (
     EarlyStoppingCallback,
     HfArgumentParser,
     TrainerCallback,
+    TrainerState,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..baseline import baseline_on_splits
 from ..data import DatasetMetadata, SplitSpec, build_dataset_dict, generate_promoters, load_dataset_dir
 from ..data_collators import MaskingCollator, MaskingEpochCallback
 from ..modeling import AminoAcidTokenizer
 from .arguments import DataArguments, ExpressionTrainingArguments, MaskingArguments, ModelArguments
+from .checkpoints import (
+    TRAINER_STATE_FILE,
+    claim_output_dir,
+    last_complete_checkpoint,
+    run_identity,
+    training_had_finished,
+    training_seconds_until,
+)
 from .model_card import ModelCardFacts, render_model_card
 from .reporting import data_fingerprint, plot_predictions, source_revision, versions, write_json, write_predictions
-from .trainer import ExpressionTrainer, build_model, metrics_in_original_units, tokenizer_for
+from .trainer import ExpressionTrainer, TrainingClock, build_model, metrics_in_original_units, tokenizer_for
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +145,7 @@ def masking_collator(masking_args: MaskingArguments, tokenizer, model_type: str,
         strategy=masking_args.mask_strategy,
         mode=masking_args.mask_mode,
         mask_length=masking_args.mask_length,
+        mask_fraction=masking_args.mask_fraction,
         num_spans=masking_args.mask_num_spans,
         mask_token=masking_args.mask_token,
         seed=seed,
@@ -147,20 +157,67 @@ def describe_masking(collator: MaskingCollator) -> str:
     if collator.strategy == "none":
         return "none"
     spans = f"{collator.num_spans} x " if collator.num_spans > 1 else ""
-    return f"{collator.strategy}, {spans}{collator.mask_length:,} positions, mode {collator.mode}"
+    return f"{collator.strategy}, {spans}{collator.describe_span()}, mode {collator.mode}"
 
 
-def resume_checkpoint(training_args: ExpressionTrainingArguments) -> str | None:
-    """`--resume_from_checkpoint auto` (or true) continues from the last complete checkpoint in the output dir."""
+def resume_checkpoint(training_args: ExpressionTrainingArguments) -> Path | None:
+    """`--resume_from_checkpoint auto` (or true) continues from the last complete checkpoint in the output dir
+    (which `claim_output_dir` has made sure belongs to this run); a path names the checkpoint itself."""
     value = training_args.resume_from_checkpoint
     if value is None or str(value).lower() in ("", "false", "none"):
         return None
     if str(value).lower() in ("auto", "true"):
-        last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        last = last_complete_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
         if last is None:
-            logger.info("no checkpoint in %s: starting from scratch", training_args.output_dir)
+            logger.info("no complete checkpoint in %s: starting from scratch", training_args.output_dir)
         return last
-    return value
+    if not Path(value).is_dir():
+        raise ValueError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
+    return Path(value)
+
+
+def train_or_restore(trainer: ExpressionTrainer, checkpoint: Path | None) -> None:
+    """Trains (from `checkpoint` when given), or, when the checkpoint shows training had already finished (the run
+    was stopped while evaluating or writing its reports), restores its state and selected weights without training
+    any further, so that a resumed run ends exactly as the uninterrupted one."""
+    if checkpoint is None or not training_had_finished(checkpoint):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        return
+    trainer.state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_FILE))
+    selected = checkpoint
+    if trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint:
+        selected = checkpoint.parent / Path(trainer.state.best_model_checkpoint).name  # the folder may have moved
+    logger.info("training had finished at %s; evaluating the selected checkpoint %s", checkpoint.name, selected.name)
+    trainer.model.load_state_dict(safetensors.torch.load_file(str(selected / "model.safetensors")))
+
+
+def training_report(state: TrainerState, args: ExpressionTrainingArguments, seconds: float) -> dict:
+    """The whole run's training, resumed parts included: epochs, steps, mean training loss, the selected epoch and
+    why training stopped."""
+    logged = [entry for entry in state.log_history if "loss" in entry]
+    steps_covered = np.diff([0] + [entry["step"] for entry in logged])  # each logged loss averages the steps since
+    mean_loss = float(np.average([entry["loss"] for entry in logged], weights=steps_covered)) if logged else None
+    evaluations = [entry for entry in state.log_history if f"eval_{args.metric_for_best_model}" in entry]
+    selected = next((entry for entry in evaluations if entry["step"] == state.best_global_step), None)
+    if state.global_step >= state.max_steps:
+        stopped = f"completed num_train_epochs ({args.num_train_epochs:g})"
+    elif args.early_stopping_patience is not None:
+        stopped = (
+            f"early stopping: validation {args.metric_for_best_model} did not improve for "
+            f"{args.early_stopping_patience} evaluations"
+        )
+    else:
+        stopped = "stopped by a callback before num_train_epochs"
+    return {
+        "epoch": float(state.epoch or 0.0),
+        "global_step": state.global_step,
+        "train_loss": mean_loss,
+        "training_seconds": seconds,
+        "selected_epoch": float(selected["epoch"]) if selected else None,
+        f"selected_validation_{args.metric_for_best_model}": state.best_metric,
+        "stopped": stopped,
+        "evaluations": len(evaluations),
+    }
 
 
 def early_stopping(training_args: ExpressionTrainingArguments) -> list[TrainerCallback]:
@@ -189,6 +246,7 @@ def main(
     raw_splits, metadata = load_splits(data_args, scratch.name)
     mean, std = label_scale(metadata, data_args.standardize_labels)
     splits = prepare_splits(raw_splits, mean, std, data_args.max_eval_samples)
+    fingerprint = data_fingerprint(raw_splits)
 
     # Model, tokenizer and collators: masking augmentation on training batches only.
     model = build_model(model_args, len(mean), metadata.num_features, mean, std)
@@ -197,6 +255,20 @@ def main(
     logger.info(
         "%s with %d parameters; masking: %s", type(model).__name__, model.num_parameters(), describe_masking(collator)
     )
+
+    # The output folder belongs to this run alone; a resume continues this run's last complete checkpoint only.
+    arguments = {
+        "model": asdict(model_args),
+        "data": asdict(data_args),
+        "masking": asdict(masking_args),
+        "training": training_args.to_dict(),
+    }
+    identity = run_identity(arguments, global_train_batch_size(training_args), fingerprint)
+    claim_output_dir(
+        training_args.output_dir, identity, training_args.overwrite_output_dir, write=training_args.should_save
+    )
+    checkpoint = resume_checkpoint(training_args)
+    clock = TrainingClock(training_seconds_until(checkpoint))
 
     trainer = ExpressionTrainer(
         model=model,
@@ -207,9 +279,9 @@ def main(
         data_collator=collator,
         eval_data_collator=collator.for_evaluation(),
         compute_metrics=metrics_in_original_units(mean, std, metadata.label_names),
-        callbacks=[MaskingEpochCallback(collator), *early_stopping(training_args), *callbacks],
+        callbacks=[MaskingEpochCallback(collator), *early_stopping(training_args), clock, *callbacks],
     )
-    train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    train_or_restore(trainer, checkpoint)
 
     # Honest evaluation: the validation split selected the model; the test split is evaluated once, here.
     validation = trainer.evaluate(splits["validation"], metric_key_prefix="validation")
@@ -219,18 +291,16 @@ def main(
     results = {
         "validation": strip_prefix(validation, "validation_"),
         "test": strip_prefix(test.metrics, "test_"),
-        "train": train_result.metrics,
-        "kmer_baseline": baseline_on_splits(raw_splits, metadata.alphabet)["test"] if data_args.kmer_baseline else None,
+        "train": training_report(trainer.state, training_args, clock.seconds),
+        "selection": "checkpoint selected on the validation split; test split evaluated once, after training",
+        "precision": evaluation_precision_name(training_args),
+        "kmer_baseline": baseline_on_splits(raw_splits, metadata.alphabet) if data_args.kmer_baseline else None,
         "seed": training_args.seed,
         "recipe": recipe,
         "command": "accelerate launch train.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "arguments": {
-            "model": asdict(model_args),
-            "data": asdict(data_args),
-            "masking": asdict(masking_args),
-            "training": training_args.to_dict(),
-        },
-        "data": {**metadata.to_dict(), "fingerprint": data_fingerprint(raw_splits)},
+        "arguments": arguments,
+        "identity": identity,
+        "data": {**metadata.to_dict(), "fingerprint": fingerprint},
         "versions": versions(),
         "source_revision": source_revision(),
         "device": device_name(),
@@ -240,7 +310,7 @@ def main(
     trainer.model_card = render_model_card(card_facts(trainer, results, metadata, collator, model_args))
     trainer.save_model()  # the selected model, tokenizer, remote code and model card (rank 0 only)
     if trainer.is_world_process_zero():
-        check_reload(training_args.output_dir, splits["test"], collator.for_evaluation(), test.predictions)
+        check_reload(training_args, splits["test"], collator.for_evaluation(), test.predictions)
         write_run_outputs(
             training_args.output_dir, results, raw_splits["test"]["gene_id"], predictions, observed, metadata
         )
@@ -276,8 +346,8 @@ def card_facts(trainer, results: dict, metadata: DatasetMetadata, collator, mode
         recipe=f"`{results['recipe']}`",
         command=results["command"],
         seed=args.seed,
-        epochs=float(results["train"].get("epoch", args.num_train_epochs)),
-        wall_time_s=results["wall_time_s"],
+        epochs=float(results["train"]["epoch"]),
+        wall_time_s=results["train"]["training_seconds"],
         device=f"{results['device']} x {args.world_size}" if args.world_size > 1 else results["device"],
         max_length=config.dna_config.max_sequence_length
         if config.model_type == "protein_dna_perceiver"
@@ -303,16 +373,47 @@ def write_run_outputs(output_dir, results, gene_ids, predictions, observed, meta
     plot_predictions(output / "test_scatter.png", predictions, observed, metadata.label_names, output.name)
 
 
-def check_reload(output_dir: str, test_split: datasets.Dataset, collator: MaskingCollator, predictions) -> None:
-    """Reloads the saved model through `AutoModelForSequenceClassification` and checks it predicts the same."""
-    model = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
+# How far a reloaded model's outputs (z-scores) may lie from the evaluation's, per unit of scale: fp32 sums in a
+# different order; bf16 keeps 8 significant bits (rounding 2**-8) and fp16 11, so a few roundings of the output's
+# size. A reordered prediction table differs by about one standard deviation, far beyond either.
+RELOAD_TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 2.0**-5, torch.float16: 2.0**-8}
+
+
+def evaluation_precision(args: ExpressionTrainingArguments) -> torch.dtype:
+    """The precision the Trainer evaluates in: bf16/fp16 autocast when mixed precision is on, else fp32."""
+    return torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
+
+
+def evaluation_precision_name(args: ExpressionTrainingArguments) -> str:
+    return {torch.bfloat16: "bf16 mixed precision", torch.float16: "fp16 mixed precision"}.get(
+        evaluation_precision(args), "fp32"
+    )
+
+
+def check_reload(
+    args: ExpressionTrainingArguments, test_split: datasets.Dataset, collator: MaskingCollator, predictions
+) -> None:
+    """Reloads the saved model through `AutoModelForSequenceClassification` and checks it predicts what the
+    evaluation predicted, like with like: on the same device, under the same autocast precision, within a tolerance
+    set by that precision."""
+    model = AutoModelForSequenceClassification.from_pretrained(args.output_dir).to(args.device).eval()
     batch = collator([test_split[i] for i in range(min(8, len(test_split)))])
-    inputs = {key: value for key, value in batch.items() if key != "labels"}
-    with torch.no_grad():
-        reloaded = model(**inputs).logits.float().numpy().reshape(len(batch["input_ids"]), -1)
-    expected = np.asarray(predictions).reshape(len(test_split), -1)[: len(reloaded)]
+    inputs = {key: value.to(args.device) for key, value in batch.items() if key != "labels"}
+    precision = evaluation_precision(args)
+    autocast = torch.autocast(args.device.type, dtype=precision, enabled=precision != torch.float32)
+    with torch.no_grad(), autocast:
+        reloaded = model(**inputs).logits.float().cpu().numpy().reshape(len(batch["input_ids"]), -1)
+    expected = np.asarray(predictions, dtype=np.float64).reshape(len(test_split), -1)[: len(reloaded)]
     difference = float(np.abs(reloaded - expected).max())
-    if difference > 1e-3:
-        raise RuntimeError(f"the reloaded checkpoint in {output_dir} predicts differently (max |diff| {difference:g})")
-    logger.info("reloaded %s through AutoModelForSequenceClassification: same predictions (max |diff| %.1e)",
-                output_dir, difference)  # fmt: skip
+    tolerance = RELOAD_TOLERANCE[precision] * max(1.0, float(np.abs(expected).max()))
+    if difference > tolerance:
+        raise RuntimeError(
+            f"the reloaded checkpoint in {args.output_dir} predicts differently (max |diff| {difference:g}, "
+            f"tolerance {tolerance:g} for {evaluation_precision_name(args)})"
+        )
+    logger.info("reloaded %s through AutoModelForSequenceClassification: same predictions (max |diff| %.1e, %s)",
+                args.output_dir, difference, evaluation_precision_name(args))  # fmt: skip
+
+
+def global_train_batch_size(args: ExpressionTrainingArguments) -> int:
+    return args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps

@@ -1,7 +1,9 @@
 """Trainer wiring: model construction, label scaling, metrics in original units, and the evaluation collator."""
 
 import dataclasses
+import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +16,13 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
+    TrainerCallback,
 )
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..modeling import AminoAcidTokenizer, DNAPerceiverConfig, NucleotideTokenizer
 from .arguments import ModelArguments
+from .checkpoints import CLOCK_FILE
 from .metrics import compute_expression_metrics
 
 PROTEIN_TOKENIZER_FOLDER = "protein_tokenizer"  # the Protein&DNAPerceiver's second tokenizer, beside the first
@@ -59,6 +64,27 @@ class ExpressionTrainer(Trainer):
             return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, **kwargs)
         finally:
             self.data_collator = training_collator
+
+
+class TrainingClock(TrainerCallback):
+    """Training seconds of the whole run across interruptions: each checkpoint records the time spent up to it, and
+    a resumed run starts its clock there."""
+
+    def __init__(self, seconds_before: float = 0.0):
+        self.seconds_before = seconds_before
+        self.started: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_before + (time.monotonic() - self.started if self.started is not None else 0.0)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.monotonic()
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            (checkpoint / CLOCK_FILE).write_text(json.dumps({"training_seconds": self.seconds}) + "\n")
 
 
 def tokenizer_for(model_type: str) -> PreTrainedTokenizerBase:

@@ -1,11 +1,16 @@
 import numpy as np
+import pytest
 
+from expression_perceiver.cli import main as cli_main
 from expression_perceiver.data.synthetic import (
+    POSITIONAL_ELEMENTS,
     TATA_BOX,
+    generate_positional_promoters,
     generate_promoters,
     generate_proteins,
     write_table,
 )
+from expression_perceiver.data.xpresso import read_xpresso_h5
 
 
 def count_naive(sequence: str, motif: str, start: int, end: int) -> int:
@@ -56,3 +61,95 @@ def test_write_table_round_trip(tmp_path):
     assert lines[0].split("\t")[:3] == ["gene_id", "sequence", "label"]
     assert len(lines[0].split("\t")) == 11 and len(lines) == 6
     assert float(lines[1].split("\t")[2]) == promoters.label[0]
+
+
+@pytest.fixture(scope="module")
+def positional():
+    return generate_positional_promoters(2_000, 2_000, seed=0)
+
+
+# The planted regions of a 2,000-base window: [0.05, 0.20) and [0.80, 0.95) of it.
+REGIONS_AT_2000 = {"upstream": (100, 400), "downstream": (1_600, 1_900)}
+
+
+def count_everywhere(sequences: list[str], motif: str, start: int, end: int) -> np.ndarray:
+    """Occurrences of `motif` lying wholly inside [start, end) of each sequence, by a naive scan."""
+    last_start = end - start - len(motif) + 1
+    return np.array([count_naive(sequence[start:end], motif, 0, last_start) for sequence in sequences])
+
+
+def test_positional_label_is_driven_by_the_motifs_in_their_regions(positional):
+    assert {element.name: element.bounds(2_000) for element in POSITIONAL_ELEMENTS} == REGIONS_AT_2000
+    counts = [
+        count_everywhere(positional.sequence, element.motif.decode(), *REGIONS_AT_2000[element.name])
+        for element in POSITIONAL_ELEMENTS
+    ]
+    for count in counts:
+        assert 1.9 < count.mean() < 2.3  # Poisson(2) planted, a few by chance
+        assert np.corrcoef(count, positional.label)[0, 1] > 0.4
+    z = lambda v: (v - v.mean()) / v.std()  # noqa: E731
+    signal = 0.8 * z(counts[0]) + 0.8 * z(counts[1])
+    assert abs((positional.label - signal).std() - 0.4) < 0.03  # only the documented noise is left
+    assert 0.85 < np.corrcoef(signal, positional.label)[0, 1] ** 2 < 0.92  # the documented ceiling, about 0.89
+    # The features are there for the model's inputs but carry nothing.
+    assert positional.features.shape == (2_000, 8)
+    assert np.abs([np.corrcoef(feature, positional.label)[0, 1] for feature in positional.features.T]).max() < 0.1
+    assert positional.gene_id[:2] == ["POS000000", "POS000001"]
+
+
+def test_positional_elements_lie_only_in_their_regions(positional):
+    for element in POSITIONAL_ELEMENTS:
+        start, end = REGIONS_AT_2000[element.name]
+        motif = element.motif.decode()
+        before, after = (count_everywhere(positional.sequence, motif, *bounds) for bounds in [(0, start), (end, 2_000)])
+        outside = before + after
+        # Chance level: each position starts the motif with probability 4^-6 in uniform background.
+        positions = (start - len(motif) + 1) + (2_000 - end - len(motif) + 1)
+        expected = len(positional.sequence) * positions / 4**6
+        assert abs(outside.sum() - expected) < 5 * np.sqrt(expected)
+
+
+def test_positional_windows_are_deterministic_and_checked():
+    first, second = generate_positional_promoters(20, 1_000, seed=2), generate_positional_promoters(20, 1_000, seed=2)
+    assert first.sequence == second.sequence and np.array_equal(first.label, second.label)
+    assert all(len(sequence) == 1_000 and set(sequence) <= set("ACGT") for sequence in first.sequence)
+    with pytest.raises(ValueError, match="at least 1,000"):
+        generate_positional_promoters(5, 999)
+
+
+SPLIT_FILES = ("train", "valid", "test")
+
+
+def test_generate_xpresso_round_trips_through_the_reader(tmp_path):
+    assert cli_main(["generate", "xpresso", str(tmp_path / "h5"), "--num", "30", "--seed", "1"]) == 0
+
+    generated = generate_positional_promoters(30, 20_000, seed=1)
+    files = {name: list(read_xpresso_h5(tmp_path / "h5" / f"{name}.h5", window=(0, 20_000))) for name in SPLIT_FILES}
+    assert [len(records) for records in files.values()] == [24, 3, 3]  # 80/10/10, in order
+    records = [record for name in SPLIT_FILES for record in files[name]]
+    assert [record["gene_id"] for record in records] == generated.gene_id
+    assert [record["sequence"] for record in records] == generated.sequence
+    np.testing.assert_array_equal([record["label"] for record in records], generated.label)
+    np.testing.assert_allclose([record["features"] for record in records], generated.features)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["xpresso", "OUT", "--length", "2000"], "--length must be 20,000"),
+        (["xpresso", "OUT", "--num", "5"], "--num must be at least 10"),
+        (["positional", "OUT.tsv", "--num", "0"], "--num must be at least 1"),
+        (["positional", "OUT.tsv", "--length", "500"], "--length must be at least 1,000"),
+    ],
+)
+def test_generate_refuses_bad_values_naming_the_flag(tmp_path, capsys, arguments, message):
+    arguments = [str(tmp_path / argument) if argument.startswith("OUT") else argument for argument in arguments]
+    assert cli_main(["generate", *arguments]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_generate_positional_writes_a_table(tmp_path):
+    assert cli_main(["generate", "positional", str(tmp_path / "positional.tsv"), "--num", "4", "--length", "1000"]) == 0
+    lines = (tmp_path / "positional.tsv").read_text().splitlines()
+    assert len(lines) == 5 and lines[1].startswith("POS000000\t") and len(lines[1].split("\t")[1]) == 1_000

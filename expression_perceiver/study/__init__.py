@@ -1,0 +1,1 @@
+"""Masking studies: study files, cells, executors and reports."""

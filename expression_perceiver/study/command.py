@@ -1,0 +1,114 @@
+"""`expression-perceiver study plan|run|report`."""
+
+from __future__ import annotations
+
+import argparse
+
+STUDY_EPILOG = """examples:
+  expression-perceiver study plan studies/epd_human_masking.yaml
+  expression-perceiver study plan studies/epd_human_masking.yaml --estimate
+  expression-perceiver study run studies/epd_human_masking.yaml --jobs 2
+  expression-perceiver study run studies/xpresso_human_table1.yaml --executor gpus --cells-per-gpu 2
+  expression-perceiver study run studies/xpresso_human_table1.yaml --executor slurm --partition gpu --time-min 720
+  expression-perceiver study report outputs/studies/epd_human_masking
+"""
+
+
+def add_study_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "study",
+        help="masking studies: plan, run and report grids of settings x mask sizes x seeds",
+        epilog=STUDY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="study_command", required=True, metavar="action")
+
+    plan = actions.add_parser("plan", help="print the cells and their folders without running anything")
+    plan.add_argument("study_file")
+    plan.add_argument("--output-dir", help="the study's folder (default: the study file's output_dir)")
+    plan.add_argument("--estimate", action="store_true", help="measure a few steps of one cell and project the cost")
+    plan.add_argument("--estimate-steps", type=int, default=20, help="training steps the estimate measures")
+    plan.add_argument("--jobs", type=int, default=1, help="cells at a time the projection assumes")
+    plan.set_defaults(run=run_plan)
+
+    run = actions.add_parser("run", help="run every unfinished cell (rerun after any interruption to finish)")
+    run.add_argument("study_file")
+    run.add_argument("--output-dir", help="the study's folder (default: the study file's output_dir)")
+    run.add_argument("--executor", choices=["local", "gpus", "slurm"], default="local")
+    run.add_argument("--jobs", type=int, default=1, help="local: cells at a time (the CPU cores are shared out)")
+    run.add_argument("--cells-per-gpu", type=int, default=1, help="gpus: small cells run side by side on each GPU")
+    run.add_argument("--gpus-per-cell", type=int, default=1, help="gpus: GPUs per cell (accelerate launch)")
+    slurm = run.add_argument_group("slurm (defaults from the study file's slurm: mapping)")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--time-min", type=int, help="time limit of each array task, minutes")
+    slurm.add_argument("--gpus-per-task", type=int, help="GPUs per cell; a cell on several runs accelerate launch")
+    slurm.add_argument("--cpus-per-task", type=int)
+    slurm.add_argument("--array-parallelism", type=int, help="array tasks running at once")
+    slurm.add_argument("--sbatch", action="append", default=[], help="an extra sbatch line, e.g. --sbatch=--qos=low")
+    slurm.add_argument(
+        "--slurm-cluster", choices=["local", "debug"], help="run the array here through submitit (no scheduler)"
+    )
+    run.set_defaults(run=run_run)
+
+    report = actions.add_parser("report", help="Table 1, Figure 1 and study.json from the finished cells")
+    report.add_argument("study_dir", help="the study's output folder")
+    report.set_defaults(run=run_report)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from .plan import estimate, estimate_lines, measure_cell, plan_lines
+    from .spec import load_study
+
+    study = load_study(args.study_file, args.output_dir)
+    print("\n".join(plan_lines(study)))
+    if args.estimate:
+        if args.estimate_steps < 1:
+            raise ValueError(f"--estimate-steps must be at least 1, got {args.estimate_steps}")
+        figures = estimate(study, measure_cell(study, args.estimate_steps), slots=args.jobs)
+        print("\n".join(estimate_lines(figures)))
+    return 0
+
+
+def slurm_options(args: argparse.Namespace, defaults: dict):
+    from .executors import SlurmOptions
+
+    options = SlurmOptions.from_mapping(defaults)
+    flags = {
+        "partition": args.partition,
+        "time_min": args.time_min,
+        "gpus_per_task": args.gpus_per_task,
+        "cpus_per_task": args.cpus_per_task,
+        "array_parallelism": args.array_parallelism,
+    }
+    for name, value in flags.items():
+        if value is not None:
+            setattr(options, name, value)
+    options.extra_sbatch = [*options.extra_sbatch, *args.sbatch]
+    return options
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from .plan import run_study
+    from .spec import load_study
+
+    study = load_study(args.study_file, args.output_dir)
+    outcome = run_study(
+        study,
+        executor=args.executor,
+        jobs=args.jobs,
+        cells_per_gpu=args.cells_per_gpu,
+        gpus_per_cell=args.gpus_per_cell,
+        slurm=slurm_options(args, study.slurm) if args.executor == "slurm" else None,
+        slurm_cluster=args.slurm_cluster,
+    )
+    if isinstance(outcome, dict):
+        print(f"report: expression-perceiver study report {study.output_dir}")
+        return 1 if outcome.get("failed") else 0
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from .report import report_study
+
+    report_study(args.study_dir)
+    return 0

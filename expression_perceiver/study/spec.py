@@ -1,0 +1,346 @@
+"""Study files: a base recipe, a dataset, masking settings, seeds and overrides, expanded into cells.
+
+A study file (YAML) reads
+
+```yaml
+name: epd_human_masking
+recipes: [configs/epd_human_dna_perceiver.yaml]   # composed in order, like train.py's
+dataset_dir: outputs/data/epd_human
+output_dir: outputs/studies/epd_human
+seeds: 5                                          # a count (seeds 0..4) or a list
+overrides: {num_train_epochs: 40}                 # any train.py flag
+reference: none                                   # the Table 1 row every other row is tested against
+table:                                            # Table 1: one row per setting
+  - {name: none, strategy: none}
+  - {name: random 5%, strategy: random_span, mask_length: 3}
+  - {name: first half removed, strategy: first, mode: drop, mask_length: 30}
+figure:                                           # Figure 1: r2 against mask size, one curve per entry
+  - {strategy: random_span, mask_length: [0, 3, 6, 12, 24, 36]}
+slurm: {partition: gpu, time_min: 600, gpus_per_task: 1, extra_sbatch: ["--qos=normal"]}
+```
+
+Mask sizes are positions (`mask_length`) or fractions of each sequence's own length (`mask_fraction`), so one grid
+serves 60-base promoters, 20,000-base windows and proteins of any length; a size of 0 is no masking. A cell is one
+masking (strategy, mode, size) and one seed; it is an ordinary training run in `OUTPUT_DIR/cells/MASKING/seedN`.
+Cells with the same masking are the same cell wherever they appear (Table 1 and Figure 1 share them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..training.checkpoints import run_identity
+from ..training.run import parse_arguments, recipe_flags
+
+STUDY_COPY = "study.yaml"  # the study file as run, kept in its output folder so that `study report DIR` needs no more
+STRATEGIES = ("none", "random_span", "first", "middle", "last")
+MODES = ("mask", "drop")
+
+
+@dataclass(frozen=True)
+class Masking:
+    """One masking setting of the collator: strategy, mode and a size in positions or as a fraction."""
+
+    strategy: str = "none"
+    mode: str = "mask"
+    length: int | None = None
+    fraction: float | None = None
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.length is not None and self.fraction is not None:
+            raise ValueError("give mask_length or mask_fraction, not both")
+        if self.length is not None and self.length < 0:
+            raise ValueError(f"mask_length must be >= 0, got {self.length}")
+        if self.fraction is not None and not 0 <= self.fraction <= 1:
+            raise ValueError(f"mask_fraction must lie in [0, 1], got {self.fraction}")
+        if self.strategy != "none" and self.length is None and self.fraction is None:
+            raise ValueError(f"strategy {self.strategy!r} needs a mask_length or a mask_fraction")
+
+    @property
+    def is_none(self) -> bool:
+        return self.strategy == "none" or self.length == 0 or self.fraction == 0
+
+    @property
+    def size(self) -> float:
+        """The mask size on Figure 1's axis: positions, or the fraction; 0 without masking."""
+        if self.strategy == "none":
+            return 0
+        return self.length if self.length is not None else self.fraction
+
+    @property
+    def key(self) -> str:
+        """The cell folder's name: 'none', 'random_span-mask-3', 'first-drop-f0.5'."""
+        if self.is_none:
+            return "none"
+        size = str(self.length) if self.length is not None else f"f{self.fraction:g}"
+        return f"{self.strategy}-{self.mode}-{size}"
+
+    def flags(self) -> list[str]:
+        if self.is_none:
+            return ["--mask_strategy", "none"]
+        size = (
+            ["--mask_length", str(self.length)] if self.length is not None else ["--mask_fraction", repr(self.fraction)]
+        )
+        return ["--mask_strategy", self.strategy, "--mask_mode", self.mode, *size]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A Table 1 row: a named masking."""
+
+    name: str
+    masking: Masking
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A Figure 1 curve: one strategy and mode over several mask sizes."""
+
+    strategy: str
+    mode: str
+    maskings: tuple[Masking, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.strategy} ({self.mode})"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the study: a masking and a seed, with its folder and `train.py` arguments."""
+
+    masking: Masking
+    seed: int
+    output_dir: str
+    argv: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.masking.key}/seed{self.seed}"
+
+
+@dataclass
+class Study:
+    """A parsed study file (see the module docstring)."""
+
+    name: str
+    path: str
+    recipes: list[str]
+    output_dir: str
+    seeds: list[int]
+    table: list[Setting]
+    figure: list[Curve] = field(default_factory=list)
+    reference: str = "none"
+    dataset_dir: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    slurm: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def cells(self) -> list[Cell]:
+        """Every cell, once, in a stable order: Table 1's settings, then Figure 1's sizes, seeds innermost."""
+        maskings = [setting.masking for setting in self.table] + [m for curve in self.figure for m in curve.maskings]
+        unique = list(dict.fromkeys(Masking("none") if masking.is_none else masking for masking in maskings))
+        return [self.cell(masking, seed) for masking in unique for seed in self.seeds]
+
+    def cell(self, masking: Masking, seed: int) -> Cell:
+        masking = Masking("none") if masking.is_none else masking
+        output_dir = str(Path(self.output_dir) / "cells" / masking.key / f"seed{seed}")
+        dataset = ["--dataset_dir", self.dataset_dir] if self.dataset_dir else []
+        argv = (
+            *self.recipes,
+            *override_flags(self.overrides),
+            *dataset,
+            *masking.flags(),
+            "--seed", str(seed),
+            "--output_dir", output_dir,
+            "--resume_from_checkpoint", "auto",
+        )  # fmt: skip
+        return Cell(masking=masking, seed=seed, output_dir=output_dir, argv=tuple(argv))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "recipes": self.recipes,
+            "dataset_dir": self.dataset_dir,
+            "output_dir": self.output_dir,
+            "seeds": self.seeds,
+            "overrides": self.overrides,
+            "reference": self.reference,
+            "table": [{"name": s.name, **masking_fields(s.masking)} for s in self.table],
+            "figure": [{"strategy": c.strategy, "mode": c.mode, **curve_sizes(c)} for c in self.figure],
+            "slurm": self.slurm,
+        }
+
+
+def override_flags(overrides: dict[str, Any]) -> list[str]:
+    flags = []
+    for name, value in overrides.items():
+        values = value if isinstance(value, list) else [value]
+        flags += [f"--{name}", *(str(v).lower() if isinstance(v, bool) else str(v) for v in values)]
+    return flags
+
+
+def masking_fields(masking: Masking) -> dict[str, Any]:
+    fields = {"strategy": masking.strategy, "mode": masking.mode}
+    if masking.length is not None:
+        fields["mask_length"] = masking.length
+    if masking.fraction is not None:
+        fields["mask_fraction"] = masking.fraction
+    return fields
+
+
+def curve_sizes(curve: Curve) -> dict[str, list]:
+    if any(m.fraction is not None for m in curve.maskings):
+        return {"mask_fraction": [m.fraction if m.fraction is not None else 0 for m in curve.maskings]}
+    return {"mask_length": [m.length if m.length is not None else 0 for m in curve.maskings]}
+
+
+def as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def parse_masking(entry: dict[str, Any], where: str) -> list[Masking]:
+    """The maskings of a table row or figure curve: one per listed size."""
+    known = {"name", "strategy", "mode", "mask_length", "mask_fraction"}
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)} (expected {', '.join(sorted(known))})")
+    strategy, mode = entry.get("strategy", "none"), entry.get("mode", "mask")
+    if "mask_length" in entry and "mask_fraction" in entry:
+        raise ValueError(f"{where}: give mask_length or mask_fraction, not both")
+    try:
+        if "mask_fraction" in entry:
+            return [Masking(strategy, mode, fraction=float(f)) for f in as_list(entry["mask_fraction"])]
+        if "mask_length" in entry:
+            return [Masking(strategy, mode, length=int(n)) for n in as_list(entry["mask_length"])]
+        return [Masking(strategy, mode)]
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def parse_seeds(value: Any, where: str) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"{where}: seeds must be a count >= 1 or a list, got {value}")
+        return list(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        if len(set(value)) != len(value):
+            raise ValueError(f"{where}: seeds {value} repeat a seed")
+        return list(value)
+    raise ValueError(f"{where}: seeds must be a count >= 1 or a non-empty list of integers, got {value!r}")
+
+
+def resolve_recipe(recipe: str, study_dir: Path) -> str:
+    """A recipe path as given when it exists from the current folder, else relative to the study file."""
+    if Path(recipe).exists() or not (study_dir / recipe).exists():
+        return recipe
+    return str(study_dir / recipe)
+
+
+def load_study(path: str | Path, output_dir: str | None = None, check_recipes: bool = True) -> Study:
+    """Reads and checks a study file; `output_dir` overrides the file's. Errors name the file and the field.
+    `check_recipes=False` reads a finished study's copy where its recipes are not at hand (to report it)."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"study file {path}: cannot be read ({error})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"study file {path}: expected a mapping of fields")
+    known = {
+        "name", "description", "recipes", "dataset_dir", "output_dir", "seeds", "overrides", "reference", "table",
+        "figure", "slurm",
+    }  # fmt: skip
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"study file {path}: unknown field(s) {', '.join(unknown)}")
+    for required in ("table", "seeds"):
+        if required not in values:
+            raise ValueError(f"study file {path}: missing field {required!r}")
+    table = []
+    for i, entry in enumerate(as_list(values["table"])):
+        where = f"study file {path}: table[{i}]"
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ValueError(f"{where}: expected a mapping with a name")
+        maskings = parse_masking(entry, where)
+        if len(maskings) != 1:
+            raise ValueError(f"{where}: a table row has one mask size (lists of sizes go under figure)")
+        table.append(Setting(str(entry["name"]), maskings[0]))
+    names = [setting.name for setting in table]
+    if len(set(names)) != len(names):
+        raise ValueError(f"study file {path}: table names repeat")
+    reference = values.get("reference", "none")
+    if reference not in names:
+        raise ValueError(f"study file {path}: reference {reference!r} is not a table row ({', '.join(names)})")
+    figure = []
+    for i, entry in enumerate(as_list(values.get("figure") or [])):
+        where = f"study file {path}: figure[{i}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a mapping")
+        maskings = tuple(parse_masking(entry, where))
+        figure.append(Curve(entry.get("strategy", "none"), entry.get("mode", "mask"), maskings))
+    recipes = [resolve_recipe(str(recipe), path.parent) for recipe in as_list(values.get("recipes") or [])]
+    for recipe in recipes if check_recipes else []:
+        recipe_flags(recipe)  # a missing or malformed recipe fails now, not in every cell
+    overrides = values.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ValueError(f"study file {path}: overrides must be a mapping of train.py flags to values")
+    for reserved in ("seed", "output_dir", "mask_strategy", "mask_mode", "mask_length", "mask_fraction"):
+        if reserved in overrides:
+            raise ValueError(f"study file {path}: overrides may not set {reserved} (the study sets it per cell)")
+    return Study(
+        name=str(values.get("name") or path.stem),
+        path=str(path),
+        description=str(values.get("description") or ""),
+        recipes=recipes,
+        dataset_dir=values.get("dataset_dir"),
+        output_dir=str(output_dir or values.get("output_dir") or Path("outputs/studies") / path.stem),
+        seeds=parse_seeds(values["seeds"], f"study file {path}"),
+        overrides=dict(overrides),
+        reference=str(reference),
+        table=table,
+        figure=figure,
+        slurm=dict(values.get("slurm") or {}),
+    )
+
+
+def save_study_copy(study: Study) -> Path:
+    """Writes the study as run into its output folder (the report reads it from there)."""
+    target = Path(study.output_dir) / STUDY_COPY
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump({**study.to_dict(), "output_dir": "."}, sort_keys=False))
+    return target
+
+
+def load_study_dir(directory: str | Path) -> Study:
+    """The study run in `directory` (from its `study.yaml`), with its output folder where it now lies."""
+    directory = Path(directory)
+    if not (directory / STUDY_COPY).is_file():
+        raise ValueError(f"{directory}: no {STUDY_COPY}; is this a study's output folder (`study run` writes it)?")
+    return load_study(directory / STUDY_COPY, output_dir=str(directory), check_recipes=False)
+
+
+def cell_identity(cell: Cell, processes: int = 1) -> dict:
+    """The run identity the cell's `results.json` must carry, data fingerprint aside (it is checked by the run)."""
+    model_args, data_args, masking_args, training_args, _ = parse_arguments(list(cell.argv))
+    arguments = {
+        "model": asdict(model_args),
+        "data": asdict(data_args),
+        "masking": asdict(masking_args),
+        "training": training_args.to_dict(),
+    }
+    global_batch = training_args.per_device_train_batch_size * processes * training_args.gradient_accumulation_steps
+    return without_fingerprint(run_identity(arguments, global_batch, ""))
+
+
+def without_fingerprint(identity: dict) -> dict:
+    return {key: value for key, value in identity.items() if key != "data_fingerprint"}
