@@ -109,7 +109,7 @@ def run_on_slots(study: Study, slots: list[Slot], report: Callable[[str], None] 
         if state.state == MISMATCHED:
             report(f"  {state.cell.name}: {state.detail}")
     queue = [state for state in states if state.state in (LEFT, FAILED)]
-    running: dict[str, tuple[Any, CellState]] = {}
+    running: dict[str, tuple[Any, CellState, Slot]] = {}
     free = list(slots)
     while queue or running:
         while queue and free:
@@ -216,4 +216,7 @@ def submit_slurm(
         f"submitted {len(jobs)} of {len(states)} cells as array job {jobs[0].job_id.split('_')[0]} "
         f"(logs in {Path(study.output_dir) / 'slurm'}); rerun `study run` to resubmit what is not finished"
     )
+    if cluster in ("local", "debug"):  # submitit runs the array on this machine: wait for it, as a scheduler would
+        succeeded = [job.result() for job in jobs]
+        report(f"array finished here: {sum(succeeded)} of {len(jobs)} cells succeeded")
     return jobs
