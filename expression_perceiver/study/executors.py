@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -174,8 +175,13 @@ def slurm_executor(study: Study, options: SlurmOptions, cluster: str | None = No
     """A submitit executor for the study's array (`cluster`: None for SLURM, 'local' or 'debug' to run here)."""
     import submitit
 
+    if cluster is None and (shutil.which("sbatch") is None or shutil.which("srun") is None):
+        raise ValueError(
+            "executor slurm: no `sbatch`/`srun` on this machine's PATH (no SLURM here); run `study run` on the cluster's "
+            "login node, or pass --slurm-cluster local to run the array on this machine"
+        )
     folder = Path(study.output_dir) / "slurm" / "%j"
-    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster or "slurm")
     parameters = {
         "timeout_min": options.time_min,
         "gpus_per_node": options.gpus_per_task,

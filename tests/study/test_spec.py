@@ -1,0 +1,107 @@
+"""Study files: cells, their folders and arguments, and errors that name the file and the field."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from expression_perceiver.study.spec import Masking, load_study, load_study_dir, save_study_copy
+from expression_perceiver.training.run import parse_arguments
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+STUDIES = sorted((REPOSITORY / "studies").glob("*.yaml"))
+
+
+def write_study(tmp_path: Path, **fields) -> Path:
+    values = {
+        "name": "s",
+        "output_dir": str(tmp_path / "out"),
+        "seeds": 2,
+        "table": [{"name": "none", "strategy": "none"}, {"name": "span", "strategy": "random_span", "mask_length": 3}],
+        "figure": [{"strategy": "random_span", "mask_length": [0, 3, 6]}],
+        **fields,
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_cells_are_unique_maskings_times_seeds_shared_between_table_and_figure(tmp_path):
+    study = load_study(write_study(tmp_path, seeds=[3, 7]))
+    names = [cell.name for cell in study.cells()]
+    # size 0 is the `none` cell and the table's 3-base span is the figure's: 3 maskings, not 5
+    assert names == ["none/seed3", "none/seed7", "random_span-mask-3/seed3", "random_span-mask-3/seed7",
+                     "random_span-mask-6/seed3", "random_span-mask-6/seed7"]  # fmt: skip
+    cell = study.cells()[3]
+    assert cell.output_dir == str(tmp_path / "out" / "cells" / "random_span-mask-3" / "seed7")
+    _, _, masking, training, _ = parse_arguments(list(cell.argv))
+    assert (masking.mask_strategy, masking.mask_mode, masking.mask_length) == ("random_span", "mask", 3)
+    assert training.seed == 7 and training.output_dir == cell.output_dir
+    assert training.resume_from_checkpoint == "auto"
+
+
+def test_fractions_overrides_and_recipes_reach_the_cell_arguments(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("num_train_epochs: 7\nlearning_rate: 0.01\n")
+    study = load_study(
+        write_study(
+            tmp_path,
+            recipes=["recipe.yaml"],  # relative to the study file
+            overrides={"learning_rate": 0.003, "use_cpu": True},
+            table=[{"name": "none"}, {"name": "last", "strategy": "last", "mode": "drop", "mask_fraction": 0.5}],
+            figure=[],
+        )
+    )
+    cell = next(c for c in study.cells() if c.masking.strategy == "last")
+    assert cell.name == "last-drop-f0.5/seed0"
+    _, _, masking, training, recipe_name = parse_arguments(list(cell.argv))
+    assert masking.mask_fraction == 0.5 and masking.mask_length is None and masking.mask_mode == "drop"
+    assert training.num_train_epochs == 7 and training.learning_rate == 0.003  # the override wins over the recipe
+    assert recipe_name == str(recipe)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"colour": "red"}, "unknown field(s) colour"),
+        ({"seeds": 0}, "seeds must be a count >= 1"),
+        ({"seeds": [1, 1]}, "repeat a seed"),
+        ({"reference": "baseline"}, "reference 'baseline' is not a table row"),
+        ({"table": [{"name": "none"}, {"name": "x", "strategy": "sideways", "mask_length": 3}]}, "table[1]: strategy"),
+        ({"table": [{"name": "none"}, {"name": "x", "strategy": "first"}]}, "needs a mask_length or a mask_fraction"),
+        ({"table": [{"name": "none"}, {"name": "x", "strategy": "first", "mask_length": [1, 2]}]}, "one mask size"),
+        ({"figure": [{"strategy": "last", "mask_fraction": [0.5, 1.5]}]}, "figure[0]: mask_fraction must lie"),
+        ({"overrides": {"seed": 3}}, "overrides may not set seed"),
+        ({"recipes": ["missing.yaml"]}, "recipe missing.yaml: cannot be read"),
+    ],
+)
+def test_a_bad_study_file_is_refused_naming_the_file_and_the_field(tmp_path, fields, message):
+    path = write_study(tmp_path, **fields)
+    with pytest.raises(ValueError) as error:
+        load_study(path)
+    assert message in str(error.value)
+    assert str(path) in str(error.value) or "recipe" in message
+
+
+def test_the_study_copy_reproduces_the_cells_wherever_the_folder_moves(tmp_path):
+    study = load_study(write_study(tmp_path))
+    save_study_copy(study)
+    moved = tmp_path / "moved"
+    (tmp_path / "out").rename(moved)
+    again = load_study_dir(moved)
+    assert [c.name for c in again.cells()] == [c.name for c in study.cells()]
+    assert again.cells()[0].output_dir == str(moved / "cells" / "none" / "seed0")
+
+
+def test_mask_sizes_of_zero_are_no_masking():
+    assert Masking("random_span", length=0).key == "none" and Masking("last", "drop", fraction=0).is_none
+    assert Masking("first", "drop", fraction=0.25).key == "first-drop-f0.25"
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.name for p in STUDIES])
+def test_shipped_study_files_parse_into_cells_whose_arguments_parse(path, monkeypatch):
+    monkeypatch.chdir(REPOSITORY)  # recipes are named from the repository's root
+    study = load_study(path)
+    assert len(study.seeds) >= 3 and study.table[0].name == study.reference == "none"
+    for cell in study.cells()[:: len(study.seeds)]:  # one seed of each masking
+        parse_arguments(list(cell.argv))
