@@ -177,8 +177,8 @@ def slurm_executor(study: Study, options: SlurmOptions, cluster: str | None = No
 
     if cluster is None and (shutil.which("sbatch") is None or shutil.which("srun") is None):
         raise ValueError(
-            "executor slurm: no `sbatch`/`srun` on this machine's PATH (no SLURM here); run `study run` on the cluster's "
-            "login node, or pass --slurm-cluster local to run the array on this machine"
+            "executor slurm: no `sbatch`/`srun` on this machine's PATH (no SLURM here); run `study run` on the "
+            "cluster's login node, or pass --slurm-cluster local to run the array on this machine"
         )
     folder = Path(study.output_dir) / "slurm" / "%j"
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster or "slurm")
