@@ -101,6 +101,34 @@ def test_training_batch_matches_reference(tokenizer, strategy, mode, mask_length
 
 
 @pytest.mark.parametrize("mode", ["mask", "drop"])
+@pytest.mark.parametrize("strategy", ["random_span", "first", "middle", "last"])
+def test_fractional_spans_match_reference_with_each_sequence_its_own_length(tokenizer, strategy, mode):
+    fraction = 0.3
+    collator = MaskingCollator(tokenizer, strategy=strategy, mode=mode, mask_fraction=fraction, seed=7, epoch=3)
+    examples = dna_examples(LENGTHS)
+    batch = collator(examples)
+    covered = []
+    for ex in examples:
+        length = len(ex["sequence"])
+        span = max(round(length * fraction), 1)  # 37 -> 11, 50 -> 15, 64 -> 19, 23 -> 7
+        covered.append(reference_covered(strategy, length, span, seed=7, epoch=3, key=ex["idx"]))
+        assert len(covered[-1]) == span
+    expected_ids, expected_mask = reference_batch([ex["sequence"] for ex in examples], covered, mode)
+    torch.testing.assert_close(batch["input_ids"], expected_ids, rtol=0, atol=0)
+    torch.testing.assert_close(batch["attention_mask"], expected_mask, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"mask_fraction": 0.0}, "mask_fraction must lie in"), ({"mask_fraction": 1.5}, "mask_fraction must lie in"),
+     ({"mask_fraction": 0.5, "mask_length": 3}, "not both")],
+)  # fmt: skip
+def test_fraction_errors(tokenizer, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MaskingCollator(tokenizer, strategy="first", **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["mask", "drop"])
 def test_strategy_none_only_pads(tokenizer, mode):
     examples = dna_examples(LENGTHS)
     batch = MaskingCollator(tokenizer, mode=mode)(examples)

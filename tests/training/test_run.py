@@ -126,3 +126,18 @@ def test_predictions_line_up_with_gene_ids_even_with_length_grouped_batches(tmp_
                            features=torch.tensor(promoters.features[i : i + 1])).logits  # fmt: skip
         expected = logits.item() * model.config.label_std[0] + model.config.label_mean[0]
         assert float(predicted) == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+def test_a_bf16_recipe_runs_on_a_machine_without_a_gpu_and_reports(tmp_path):
+    from expression_perceiver.training.run import parse_arguments
+
+    # The Xpresso recipes ask for bf16 and name no device: without a GPU they train on the CPU, with a note.
+    _, _, _, xpresso, _ = parse_arguments([str(CONFIGS / "xpresso_human_dna_perceiver.yaml")])
+    assert xpresso.bf16 and (xpresso.use_cpu or torch.accelerator.is_available())
+    arguments = tiny_run_arguments(tmp_path / "run")
+    cpu = arguments.index("--use_cpu")
+    del arguments[cpu : cpu + 2]
+    results = main([*arguments, "--bf16", "true", "--num_train_epochs", "1"])
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["precision"] == "bf16 mixed precision" and saved["test"]["n"] == 16
+    assert np.isfinite(results["test"]["r2"]) and (tmp_path / "run" / "test_predictions.tsv").is_file()
