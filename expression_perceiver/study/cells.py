@@ -17,14 +17,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..training.checkpoints import same_run
+from ..training.checkpoints import output_dir_in_use, same_run
 from .spec import Cell, cell_identity, without_fingerprint
 
 RESULTS_FILE = "results.json"
 FAILURE_FILE = "cell_failure.json"
 LOG_FILE = "train.log"
 
-DONE, FAILED, MISMATCHED, LEFT = "done", "failed", "mismatched", "left"
+DONE, FAILED, MISMATCHED, LEFT, RUNNING = "done", "failed", "mismatched", "left", "running"
 
 
 @dataclass
@@ -35,9 +35,12 @@ class CellState:
 
 
 def cell_state(cell: Cell, processes: int = 1) -> CellState:
-    """done (results of exactly this cell's arguments), mismatched (results of other arguments: the study file
-    changed; the cell is left alone), failed (its last run failed), or left."""
+    """running (a live process holds its folder: another runner or array task), done (results of exactly this
+    cell's arguments), mismatched (results of other arguments: the study file changed; the cell is left alone),
+    failed (its last run failed), or left."""
     folder = Path(cell.output_dir)
+    if output_dir_in_use(folder):
+        return CellState(cell, RUNNING, "a live process is running it")
     results_path = folder / RESULTS_FILE
     if results_path.is_file():
         try:

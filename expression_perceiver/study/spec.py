@@ -145,10 +145,11 @@ class Study:
     description: str = ""
 
     def cells(self) -> list[Cell]:
-        """Every cell, once, in a stable order: Table 1's settings, then Figure 1's sizes, seeds innermost."""
-        maskings = [setting.masking for setting in self.table] + [m for curve in self.figure for m in curve.maskings]
-        unique = list(dict.fromkeys(Masking("none") if masking.is_none else masking for masking in maskings))
-        return [self.cell(masking, seed) for masking in unique for seed in self.seeds]
+        """Every cell, once, in a stable order: Table 1's settings seed by seed (so that a study cut short has every
+        row at some n), then Figure 1's other sizes seed by seed."""
+        table = unique_maskings(setting.masking for setting in self.table)
+        figure = [m for m in unique_maskings(m for curve in self.figure for m in curve.maskings) if m not in table]
+        return [self.cell(masking, seed) for group in (table, figure) for seed in self.seeds for masking in group]
 
     def cell(self, masking: Masking, seed: int) -> Cell:
         masking = Masking("none") if masking.is_none else masking
@@ -179,6 +180,10 @@ class Study:
             "figure": [{"strategy": c.strategy, "mode": c.mode, **curve_sizes(c)} for c in self.figure],
             "slurm": self.slurm,
         }
+
+
+def unique_maskings(maskings) -> list[Masking]:
+    return list(dict.fromkeys(Masking("none") if masking.is_none else masking for masking in maskings))
 
 
 def override_flags(overrides: dict[str, Any]) -> list[str]:

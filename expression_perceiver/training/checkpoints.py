@@ -9,11 +9,13 @@ passed over when resuming.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from safetensors import safe_open
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -21,6 +23,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 logger = logging.getLogger(__name__)
 
 RUN_IDENTITY_FILE = "run_identity.json"
+LOCK_FILE = ".run.lock"
 TRAINER_STATE_FILE = "trainer_state.json"
 WEIGHTS_FILE = "model.safetensors"
 CLOCK_FILE = "training_clock.json"  # training seconds up to this checkpoint, so a resumed run reports the whole run
@@ -91,11 +94,46 @@ def holds_run_outputs(output_dir: Path) -> bool:
     )
 
 
+def lock_output_dir(output_dir: str | Path) -> IO[str]:
+    """Holds `output_dir` for this process until it ends (a kill included: the system drops the lock), so that a
+    second run, or a second study runner, can never write into a folder a live run is writing. Keep the returned
+    handle open."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(output_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held open for the run's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise ValueError(f"output dir {output_dir} is in use by another running process (pid {holder})") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def output_dir_in_use(output_dir: str | Path) -> bool:
+    """Whether a live process holds `output_dir` (see `lock_output_dir`)."""
+    path = Path(output_dir) / LOCK_FILE
+    if not path.is_file():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
 def claim_output_dir(output_dir: str | Path, identity: dict, overwrite: bool, write: bool = True) -> None:
     """Makes `output_dir` this run's folder, or refuses (ValueError) when it holds another run.
 
-    With `overwrite`, another run's files are removed first. Only the writing process (`write`, rank 0) changes the
-    folder; the others only check.
+    With `overwrite`, another run's files are removed first (the lock of this run stays). Only the writing process
+    (`write`, rank 0) changes the folder; the others only check.
     """
     output_dir = Path(output_dir)
     claimed = claimed_identity(output_dir) if output_dir.is_dir() else None
@@ -116,7 +154,9 @@ def claim_output_dir(output_dir: str | Path, identity: dict, overwrite: bool, wr
         return
     if other_run:
         logger.warning("--overwrite_output_dir: removing the other run's files from %s", output_dir)
-        shutil.rmtree(output_dir)
+        for entry in output_dir.iterdir():
+            if entry.name != LOCK_FILE:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / RUN_IDENTITY_FILE).write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
 

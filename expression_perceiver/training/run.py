@@ -33,6 +33,7 @@ from .checkpoints import (
     TRAINER_STATE_FILE,
     claim_output_dir,
     last_complete_checkpoint,
+    lock_output_dir,
     run_identity,
     training_had_finished,
     training_seconds_until,
@@ -264,64 +265,69 @@ def main(
         "training": training_args.to_dict(),
     }
     identity = run_identity(arguments, global_train_batch_size(training_args), fingerprint)
-    claim_output_dir(
-        training_args.output_dir, identity, training_args.overwrite_output_dir, write=training_args.should_save
-    )
-    checkpoint = resume_checkpoint(training_args)
-    clock = TrainingClock(training_seconds_until(checkpoint))
-
-    trainer = ExpressionTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=splits["train"],
-        eval_dataset=splits["validation"],
-        processing_class=tokenizer,
-        data_collator=collator,
-        eval_data_collator=collator.for_evaluation(),
-        compute_metrics=metrics_in_original_units(mean, std, metadata.label_names),
-        callbacks=[MaskingEpochCallback(collator), *early_stopping(training_args), clock, *callbacks],
-    )
-    train_or_restore(trainer, checkpoint)
-
-    # Honest evaluation: the validation split selected the model; the test split is evaluated once, here.
-    validation = trainer.evaluate(splits["validation"], metric_key_prefix="validation")
-    test = trainer.predict(splits["test"], metric_key_prefix="test")
-    predictions = np.asarray(test.predictions).reshape(len(splits["test"]), -1) * std + mean
-    observed = np.asarray(test.label_ids).reshape(len(splits["test"]), -1) * std + mean
-    results = {
-        "validation": strip_prefix(validation, "validation_"),
-        "test": strip_prefix(test.metrics, "test_"),
-        "train": training_report(trainer.state, training_args, clock.seconds),
-        "selection": "checkpoint selected on the validation split; test split evaluated once, after training",
-        "precision": evaluation_precision_name(training_args),
-        "kmer_baseline": baseline_on_splits(raw_splits, metadata.alphabet) if data_args.kmer_baseline else None,
-        "seed": training_args.seed,
-        "recipe": recipe,
-        "command": "accelerate launch train.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "arguments": arguments,
-        "identity": identity,
-        "data": {**metadata.to_dict(), "fingerprint": fingerprint},
-        "versions": versions(),
-        "source_revision": source_revision(),
-        "device": device_name(),
-        "world_size": training_args.world_size,
-        "wall_time_s": time.time() - started,
-    }
-    trainer.model_card = render_model_card(card_facts(trainer, results, metadata, collator, model_args))
-    trainer.save_model()  # the selected model, tokenizer, remote code and model card (rank 0 only)
-    if trainer.is_world_process_zero():
-        check_reload(training_args, splits["test"], collator.for_evaluation(), test.predictions)
-        write_run_outputs(
-            training_args.output_dir, results, raw_splits["test"]["gene_id"], predictions, observed, metadata
+    lock = lock_output_dir(training_args.output_dir) if training_args.should_save else None
+    try:
+        claim_output_dir(
+            training_args.output_dir, identity, training_args.overwrite_output_dir, write=training_args.should_save
         )
-        logger.info(
-            "test r2 = %.4f (validation r2 = %.4f) in %.0f s; model in %s",
-            results["test"]["r2"], results["validation"]["r2"], results["wall_time_s"], training_args.output_dir,
-        )  # fmt: skip
-    if training_args.push_to_hub:
-        trainer.push_to_hub(commit_message=f"Final model: test r2 {results['test']['r2']:.4f}", blocking=True)
-    scratch.cleanup()
-    return results
+        checkpoint = resume_checkpoint(training_args)
+        clock = TrainingClock(training_seconds_until(checkpoint))
+
+        trainer = ExpressionTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=splits["train"],
+            eval_dataset=splits["validation"],
+            processing_class=tokenizer,
+            data_collator=collator,
+            eval_data_collator=collator.for_evaluation(),
+            compute_metrics=metrics_in_original_units(mean, std, metadata.label_names),
+            callbacks=[MaskingEpochCallback(collator), *early_stopping(training_args), clock, *callbacks],
+        )
+        train_or_restore(trainer, checkpoint)
+
+        # Honest evaluation: the validation split selected the model; the test split is evaluated once, here.
+        validation = trainer.evaluate(splits["validation"], metric_key_prefix="validation")
+        test = trainer.predict(splits["test"], metric_key_prefix="test")
+        predictions = np.asarray(test.predictions).reshape(len(splits["test"]), -1) * std + mean
+        observed = np.asarray(test.label_ids).reshape(len(splits["test"]), -1) * std + mean
+        results = {
+            "validation": strip_prefix(validation, "validation_"),
+            "test": strip_prefix(test.metrics, "test_"),
+            "train": training_report(trainer.state, training_args, clock.seconds),
+            "selection": "checkpoint selected on the validation split; test split evaluated once, after training",
+            "precision": evaluation_precision_name(training_args),
+            "kmer_baseline": baseline_on_splits(raw_splits, metadata.alphabet) if data_args.kmer_baseline else None,
+            "seed": training_args.seed,
+            "recipe": recipe,
+            "command": "accelerate launch train.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+            "arguments": arguments,
+            "identity": identity,
+            "data": {**metadata.to_dict(), "fingerprint": fingerprint},
+            "versions": versions(),
+            "source_revision": source_revision(),
+            "device": device_name(),
+            "world_size": training_args.world_size,
+            "wall_time_s": time.time() - started,
+        }
+        trainer.model_card = render_model_card(card_facts(trainer, results, metadata, collator, model_args))
+        trainer.save_model()  # the selected model, tokenizer, remote code and model card (rank 0 only)
+        if trainer.is_world_process_zero():
+            check_reload(training_args, splits["test"], collator.for_evaluation(), test.predictions)
+            write_run_outputs(
+                training_args.output_dir, results, raw_splits["test"]["gene_id"], predictions, observed, metadata
+            )
+            logger.info(
+                "test r2 = %.4f (validation r2 = %.4f) in %.0f s; model in %s",
+                results["test"]["r2"], results["validation"]["r2"], results["wall_time_s"], training_args.output_dir,
+            )  # fmt: skip
+        if training_args.push_to_hub:
+            trainer.push_to_hub(commit_message=f"Final model: test r2 {results['test']['r2']:.4f}", blocking=True)
+        return results
+    finally:
+        if lock is not None:
+            lock.close()  # the folder is free again (a killed process frees it too)
+        scratch.cleanup()
 
 
 def strip_prefix(metrics: dict, prefix: str) -> dict:
