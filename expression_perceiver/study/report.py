@@ -353,5 +353,6 @@ def report_study(directory: str | Path, print_line=print) -> dict[str, Any]:
         ],
     }
     write_json(directory / "study.json", summary)
-    print_line(f"{total - len(missing)} of {total} cells finished; report in {directory} ({', '.join(REPORT_FILES)})")
+    written = [name for name in REPORT_FILES if (directory / name).is_file()]
+    print_line(f"{total - len(missing)} of {total} cells finished; report in {directory} ({', '.join(written)})")
     return summary
