@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import subprocess
 import tempfile
@@ -82,6 +83,7 @@ def estimate(study: Study, probe: dict[str, Any], slots: int = 1) -> dict[str, A
     cell_seconds = epochs * epoch_seconds
     return {
         "device": probe.get("device"),
+        "load_average": os.getloadavg()[0],  # other work on the machine slows the probe: the figures say so
         "seconds_per_step": step_seconds,
         "steps_per_epoch": steps_per_epoch,
         "seconds_per_validation": validation_seconds,
@@ -99,7 +101,8 @@ def estimate(study: Study, probe: dict[str, Any], slots: int = 1) -> dict[str, A
 def estimate_lines(figures: dict[str, Any]) -> list[str]:
     hours = figures["wall_seconds"] / 3600
     return [
-        f"on {figures['device']}: {figures['seconds_per_step'] * 1000:.0f} ms per step, "
+        f"on {figures['device']}, load average {figures['load_average']:.1f} while measuring: "
+        f"{figures['seconds_per_step'] * 1000:.0f} ms per step (warm-up included), "
         f"{figures['steps_per_epoch']} steps + validation ({figures['seconds_per_validation']:.1f} s) = "
         f"{figures['seconds_per_epoch']:.1f} s per epoch",
         f"{figures['epochs_per_cell']:g} epochs per cell ({figures['epochs_basis']}): "
