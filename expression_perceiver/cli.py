@@ -6,6 +6,7 @@ import sys
 from .baseline import add_baseline_parser
 from .data.prepare import add_prepare_parser
 from .study.command import add_study_parser
+from .training.trainer import HubPushFailed
 
 
 def add_train_parser(subparsers) -> None:
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_train(argv[1:])
         args = build_parser().parse_args(argv)
         return args.run(args)
+    except HubPushFailed as error:  # the run itself finished: its results are local
+        print(f"expression-perceiver {command}: error: {error}", file=sys.stderr)
+        return 3
     except (ValueError, OSError, KeyError) as error:  # bad input: one clear line, no traceback
         print(f"expression-perceiver {command}: error: {error}", file=sys.stderr)
         return 2

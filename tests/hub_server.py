@@ -36,7 +36,9 @@ import itertools
 import json
 import os
 import re
+import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -170,6 +172,7 @@ class _HubState:
         self.commits: dict[str, HubCommit] = {}
         self.blobs: dict[str, bytes] = {}
         self.requests: list[HubRequest] = []
+        self.commit_fault: tuple[str, float] | None = None  # ("status", 500), ("drop", 0) or ("stall", seconds)
         self._commit_counter = itertools.count()
 
     # Repositories and revisions
@@ -333,6 +336,8 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         self.query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         self.body = self._read_body()
         self.status_sent = 500
+        if self._commit_fault_applied(method, url.path):
+            return
         try:
             self._route(method, url.path)
         except HubError as error:
@@ -343,6 +348,24 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
             self.state.requests.append(
                 HubRequest(method, url.path, self.status_sent, self.token, self.headers.get("User-Agent"))
             )
+
+    def _commit_fault_applied(self, method: str, path: str) -> bool:
+        """Answers a commit with the injected fault, if any: an HTTP error, a dropped connection, or a stall."""
+        fault = self.state.commit_fault
+        if fault is None or method != "POST" or not re.search(r"/commit/[^/]+$", path):
+            return False
+        kind, value = fault
+        with self.state.lock:
+            self.state.requests.append(HubRequest(method, path, 0, self.token, self.headers.get("User-Agent")))
+        if kind == "status":
+            self._send_error(HubError(int(value), "injected failure"))
+        elif kind == "drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)  # no response at all, as a dropped connection
+        else:
+            time.sleep(value)  # a stalled server: nothing is sent for `value` seconds
+            self._send_error(HubError(504, "stalled"))
+        return True
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -778,6 +801,13 @@ class HubTestServer:
         if self._server is None:
             raise RuntimeError("The Hub test server is not running: use it as a context manager or call start()")
         return self._server.endpoint
+
+    def fail_commits(self, kind: str | None, value: float = 0) -> None:
+        """Makes every commit fail from now on: `"status"` answers HTTP `value` (e.g. 500), `"drop"` closes the
+        connection without an answer, `"stall"` answers nothing for `value` seconds; None heals the server."""
+        if kind not in (None, "status", "drop", "stall"):
+            raise ValueError(f"unknown fault {kind!r}")
+        self._state.commit_fault = None if kind is None else (kind, value)
 
     def create_repo(self, repo_id: str, repo_type: str = "model", private: bool = False) -> str:
         """Creates a repository from the test side (as `HfApi.create_repo` would); returns its initial commit sha."""

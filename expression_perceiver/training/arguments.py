@@ -97,6 +97,10 @@ class ExpressionTrainingArguments(TrainingArguments):
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without a better validation metric."}
     )
+    hub_request_timeout: float = field(
+        default=300.0,
+        metadata={"help": "Seconds a Hub request may wait for the server before it fails (a stalled server ends)."},
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Start afresh in an output dir that holds another run (its checkpoints and results go)."},

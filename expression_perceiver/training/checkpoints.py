@@ -39,6 +39,7 @@ OPERATIONAL_TRAINING_ARGUMENTS = frozenset(
         "dataloader_num_workers", "dataloader_prefetch_factor", "dataloader_persistent_workers",
         "dataloader_pin_memory", "ddp_backend", "ddp_timeout", "ddp_find_unused_parameters", "push_to_hub",
         "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "hub_always_push", "hub_revision",
+        "hub_request_timeout",
         "trackio_space_id", "project", "bf16_full_eval", "fp16_full_eval",
     }
 )  # fmt: skip

@@ -40,7 +40,15 @@ from .checkpoints import (
 )
 from .model_card import ModelCardFacts, render_model_card
 from .reporting import data_fingerprint, plot_predictions, source_revision, versions, write_json, write_predictions
-from .trainer import ExpressionTrainer, TrainingClock, build_model, metrics_in_original_units, tokenizer_for
+from .trainer import (
+    ExpressionTrainer,
+    TrainingClock,
+    bound_hub_requests,
+    build_model,
+    metrics_in_original_units,
+    push_final_model,
+    tokenizer_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +248,8 @@ def main(
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     set_seed(training_args.seed)
+    if training_args.push_to_hub:
+        bound_hub_requests(training_args.hub_request_timeout)
     started = time.time()
     scratch = tempfile.TemporaryDirectory(prefix="expression-perceiver-")
 
@@ -311,7 +321,9 @@ def main(
             "wall_time_s": time.time() - started,
         }
         trainer.model_card = render_model_card(card_facts(trainer, results, metadata, collator, model_args))
-        trainer.save_model()  # the selected model, tokenizer, remote code and model card (rank 0 only)
+        # The selected model, tokenizer, remote code and model card (rank 0 only), without the push that a plain
+        # `save_model()` makes: the push comes last, once every local result is written.
+        trainer.save_model(_internal_call=True)
         if trainer.is_world_process_zero():
             check_reload(training_args, splits["test"], collator.for_evaluation(), test.predictions)
             write_run_outputs(
@@ -321,8 +333,8 @@ def main(
                 "test r2 = %.4f (validation r2 = %.4f) in %.0f s; model in %s",
                 results["test"]["r2"], results["validation"]["r2"], results["wall_time_s"], training_args.output_dir,
             )  # fmt: skip
-        if training_args.push_to_hub:
-            trainer.push_to_hub(commit_message=f"Final model: test r2 {results['test']['r2']:.4f}", blocking=True)
+        if training_args.push_to_hub:  # last: a failed push leaves every local result in place
+            push_final_model(trainer, commit_message=f"Final model: test r2 {results['test']['r2']:.4f}")
         return results
     finally:
         if lock is not None:

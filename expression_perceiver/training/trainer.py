@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from ..modeling import AminoAcidTokenizer, DNAPerceiverConfig, NucleotideTokeniz
 from .arguments import ModelArguments
 from .checkpoints import CLOCK_FILE
 from .metrics import compute_expression_metrics
+
+logger = logging.getLogger(__name__)
 
 PROTEIN_TOKENIZER_FOLDER = "protein_tokenizer"  # the Protein&DNAPerceiver's second tokenizer, beside the first
 
@@ -56,6 +59,15 @@ class ExpressionTrainer(Trainer):
         if self.is_world_process_zero():
             (Path(self.args.output_dir) / "README.md").write_text(self.model_card)
 
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """A checkpoint push that fails (the Hub down, a dropped connection) costs the run nothing: it is logged and
+        training goes on; the final push, after every local result is written, reports what did not reach the Hub."""
+        try:
+            super()._push_from_checkpoint(checkpoint_folder)
+        except Exception as error:  # any client or network error: the checkpoint stays local
+            logger.warning("pushing %s to the Hub failed (%s: %s); it stays local", checkpoint_folder,
+                           type(error).__name__, error)  # fmt: skip
+
     def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False, **kwargs):
         training_collator = self.data_collator
         if not is_training:
@@ -85,6 +97,40 @@ class TrainingClock(TrainerCallback):
         checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if state.is_world_process_zero and checkpoint.is_dir():
             (checkpoint / CLOCK_FILE).write_text(json.dumps({"training_seconds": self.seconds}) + "\n")
+
+
+class HubPushFailed(RuntimeError):
+    """The final push failed; every local result had been written before it."""
+
+
+def bound_hub_requests(timeout_s: float) -> None:
+    """Gives every request of `huggingface_hub` in this process a read timeout (its default client waits forever),
+    so that a stalled Hub ends a push with an error instead of hanging the run."""
+    import httpx2  # the HTTP client `huggingface_hub` is built on
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils._http import hf_request_event_hook
+
+    set_client_factory(
+        lambda: httpx2.Client(
+            event_hooks={"request": [hf_request_event_hook]},
+            follow_redirects=True,
+            timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 30.0)),
+        )
+    )
+
+
+def push_final_model(trainer: Trainer, commit_message: str) -> None:
+    """The last step of a run: push the selected model and its reports, or say how to push them again."""
+    try:
+        trainer.push_to_hub(commit_message=commit_message, blocking=True)
+    except Exception as error:  # any client or network error: the local results are complete already
+        repo_id = trainer.args.hub_model_id or Path(trainer.args.output_dir).name
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HubPushFailed(
+            f"pushing to the Hub repository {repo_id} failed ({type(error).__name__}: {reason}); the model, results "
+            f"and predictions are complete in {trainer.args.output_dir}; push them again with "
+            f"`hf upload {repo_id} {trainer.args.output_dir}`"
+        ) from None
 
 
 def tokenizer_for(model_type: str) -> PreTrainedTokenizerBase:
