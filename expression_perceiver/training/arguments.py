@@ -107,6 +107,11 @@ class ExpressionTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ValueError(
+                f"--num_train_epochs must be positive (got {self.num_train_epochs:g}): a run that trains nothing "
+                "would report an untrained model"
+            )
         self.fall_back_to_cpu_without_accelerator()
         super().__post_init__()
 

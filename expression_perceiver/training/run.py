@@ -75,13 +75,20 @@ def recipe_flags(path: str) -> list[str]:
     return flags
 
 
+class RecipeArgumentParser(HfArgumentParser):
+    """`HfArgumentParser` whose errors are one line (a ValueError the CLI prints), not the whole usage text."""
+
+    def error(self, message: str):
+        raise ValueError(f"{message} (`expression-perceiver train --help` lists the arguments)")
+
+
 def parse_arguments(argv: list[str] | None = None, default_recipe: Path | None = None):
     """Dataclass arguments from recipes and flags: `train.py [recipe.yaml ...] [--flag value ...]`.
 
     Recipes (YAML or JSON) apply in order, then the flags; with no arguments at all, `default_recipe`.
     Returns the four dataclasses and the recipe names.
     """
-    parser = HfArgumentParser((ModelArguments, DataArguments, MaskingArguments, ExpressionTrainingArguments))
+    parser = RecipeArgumentParser((ModelArguments, DataArguments, MaskingArguments, ExpressionTrainingArguments))
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv and default_recipe is not None:
         argv = [str(default_recipe)]
@@ -160,6 +167,33 @@ def masking_collator(masking_args: MaskingArguments, tokenizer, model_type: str,
         seed=seed,
         protein_tokenizer=AminoAcidTokenizer() if model_type == "protein_dna_perceiver" else None,
     )
+
+
+MODEL_ALPHABETS = {"dna_perceiver": "dna", "protein_perceiver": "protein", "protein_dna_perceiver": "dna"}
+
+
+def check_alphabet(model_type: str, metadata: DatasetMetadata, data_args: DataArguments) -> None:
+    """A DNA model reads promoters and a protein model proteins: the other alphabet would become unknown letters."""
+    expected = MODEL_ALPHABETS[model_type]
+    if metadata.alphabet != expected:
+        where = data_args.dataset_dir or "the generated data"
+        suggestion = "protein_perceiver" if metadata.alphabet == "protein" else "dna_perceiver"
+        raise ValueError(
+            f"{where}: its sequences are {metadata.alphabet} (field `alphabet` of its metadata) but a {model_type} "
+            f"reads {expected}; choose --model_type {suggestion}"
+        )
+
+
+def check_mask_fits(collator: MaskingCollator, train_split: datasets.Dataset) -> None:
+    """A span as long as the longest training sequence hides every position of every sequence: refuse it."""
+    if collator.strategy == "none" or collator.mask_length is None:
+        return
+    longest = int(pyarrow.compute.max(pyarrow.compute.utf8_length(train_split.data.column("sequence"))).as_py())
+    if collator.mask_length * collator.num_spans >= longest:
+        raise ValueError(
+            f"--mask_length {collator.mask_length:,} covers the whole of every training sequence (the longest has "
+            f"{longest:,} positions); use a shorter span or --mask_fraction"
+        )
 
 
 def describe_masking(collator: MaskingCollator) -> str:
@@ -261,8 +295,10 @@ def main(
 
     # Model, tokenizer and collators: masking augmentation on training batches only.
     model = build_model(model_args, len(mean), metadata.num_features, mean, std)
+    check_alphabet(model.config.model_type, metadata, data_args)
     tokenizer = tokenizer_for(model.config.model_type)
     collator = masking_collator(masking_args, tokenizer, model.config.model_type, training_args.seed)
+    check_mask_fits(collator, splits["train"])
     logger.info(
         "%s with %d parameters; masking: %s", type(model).__name__, model.num_parameters(), describe_masking(collator)
     )
