@@ -348,6 +348,15 @@ def _split_dataset(dataset: datasets.Dataset, split: SplitSpec, source: str) -> 
         except DataError as error:
             raise DataError(f"{source}: {error}") from None
     names = np.asarray(names)
+    # A split asked for (fraction > 0) that too few records leave empty would fail later, far from its cause.
+    asked = [name for name, fraction in zip(SPLIT_NAMES, split.fractions, strict=True) if fraction > 0]
+    empty = [name for name in asked if name != "train" and not (names == name).any()]
+    if split.method == "random" and empty:
+        counts = ", ".join(f"{name} {(names == name).sum()}" for name in SPLIT_NAMES)
+        raise DataError(
+            f"{source}: the {' and '.join(empty)} split(s) would be empty ({counts} of {len(names)} records); "
+            "a model can be selected and tested only with records in every split"
+        )
     return {name: dataset.select(np.flatnonzero(names == name)) for name in SPLIT_NAMES}
 
 

@@ -13,6 +13,7 @@ nothing half-written is left. Bad input ends with one line on stderr and exit co
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -236,6 +237,8 @@ def _split_spec(args: argparse.Namespace) -> SplitSpec:
 def _max_length(args: argparse.Namespace) -> int | None:
     if args.max_length is None:
         return DEFAULT_PROTEIN_MAX_LENGTH if args.alphabet == "protein" else None
+    if args.max_length < 0:
+        raise DataError(f"--max-length {args.max_length}: must be >= 0 (0 for no limit)")
     return args.max_length or None
 
 
@@ -267,16 +270,41 @@ def _build_and_save(records, output: Path, overwrite: bool, reports: Sequence[Re
     _print_summary(metadata, output, reports)
 
 
+def _check_xpresso_gene_ids(paths: dict[str, Path], gene_ids: dict[str, list[str]]) -> None:
+    """A gene in two of the given splits would be tested on what it was trained on: refuse. A gene repeated within
+    one file is kept (its rows stay in that split) and reported."""
+    splits = list(paths)
+    for i, first in enumerate(splits):
+        for second in splits[i + 1 :]:
+            shared = sorted(set(gene_ids[first]) & set(gene_ids[second]))
+            if shared:
+                more = ", ..." if len(shared) > 3 else ""
+                raise DataError(
+                    f"{paths[first].name} and {paths[second].name}: {len(shared):,} gene(s) in both (key 'geneName', "
+                    f"first: {', '.join(shared[:3])}{more}); a split must not share genes with another"
+                )
+    for split, ids in gene_ids.items():
+        counts = Counter(ids)
+        repeated = [gene for gene, count in counts.items() if count > 1]
+        if repeated:
+            print(
+                f"  {paths[split].name}: {len(repeated):,} gene id(s) repeated within the file (kept in that split; "
+                f"first: {', '.join(repeated[:3])})"
+            )
+
+
 def prepare_xpresso(args: argparse.Namespace) -> None:
     _check_writable(args.output, args.overwrite)
     window = _window(args) or XPRESSO_FULL_WINDOW
     folder = Path(args.folder)
     paths = xpresso_split_files(folder)
     # Open all three first: a structural problem in any file stops before anything is written.
-    feature_names = {}
+    feature_names, gene_ids = {}, {}
     for split, path in paths.items():
         with XpressoH5File(path) as xpresso_file:
             feature_names[split] = xpresso_file.feature_names
+            gene_ids[split] = xpresso_file.gene_ids
+    _check_xpresso_gene_ids(paths, gene_ids)
     if len({len(names) for names in feature_names.values()}) > 1:
         widths = ", ".join(f"{paths[split].name} {len(names)}" for split, names in feature_names.items())
         raise DataError(f"{folder}: the files' key 'data' have different numbers of columns ({widths})")
@@ -497,6 +525,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     if not show_progress:
         datasets.disable_progress_bars()
     try:
+        if hasattr(args, "max_length"):
+            _max_length(args)  # a bad limit stops before any file is read
         PREPARE_COMMANDS[args.prepare_command](args)
     except (DataError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -54,7 +54,7 @@ def hand_one_hot(sequence: str) -> np.ndarray:
     return np.stack([letters == base for base in "ACGT"], axis=-1)
 
 
-def xpresso_records(count: int, seed: int = 0, num_features: int = 8) -> list[dict]:
+def xpresso_records(count: int, seed: int = 0, num_features: int = 8, id_prefix: str = "ENSG") -> list[dict]:
     """Records with 20,000-base sequences (with runs of N), labels and features."""
     rng = np.random.default_rng(seed)
     records = []
@@ -62,7 +62,7 @@ def xpresso_records(count: int, seed: int = 0, num_features: int = 8) -> list[di
         sequence = list(random_dna(rng, 20_000))
         start = int(rng.integers(0, 19_000))
         sequence[start : start + 500] = "N" * 500
-        record = {"gene_id": f"ENSG{row:011d}", "sequence": "".join(sequence), "label": float(rng.normal())}
+        record = {"gene_id": f"{id_prefix}{row:011d}", "sequence": "".join(sequence), "label": float(rng.normal())}
         if num_features:
             record["features"] = rng.normal(size=num_features).tolist()
         records.append(record)

@@ -70,8 +70,38 @@ def xpresso_folder(tmp_path):
     folder = tmp_path / "xpresso"
     folder.mkdir()
     for offset, name in enumerate(("train.h5", "valid.h5", "test.h5")):
-        write_xpresso_h5(folder / name, xpresso_records(4 if name == "train.h5" else 2, seed=offset))
+        prefix = f"ENSG{offset}"  # each split its own genes
+        write_xpresso_h5(folder / name, xpresso_records(4 if name == "train.h5" else 2, seed=offset, id_prefix=prefix))
     return folder
+
+
+def test_xpresso_splits_sharing_a_gene_are_refused_and_repeats_reported(tmp_path, xpresso_folder, capsys):
+    write_xpresso_h5(xpresso_folder / "valid.h5", xpresso_records(2, seed=1, id_prefix="ENSG0"))  # as train's
+    assert main(["xpresso", str(xpresso_folder), "-o", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "train.h5 and valid.h5: 2 gene(s) in both (key 'geneName', first: ENSG000000000000" in error
+    assert not (tmp_path / "out").exists()
+    records = xpresso_records(2, seed=1, id_prefix="ENSG1")
+    records[1]["gene_id"] = records[0]["gene_id"]
+    write_xpresso_h5(xpresso_folder / "valid.h5", records)
+    assert main(["xpresso", str(xpresso_folder), "-o", str(tmp_path / "out")]) == 0
+    assert "valid.h5: 1 gene id(s) repeated within the file (kept in that split; first: ENSG100000000000)" in (
+        capsys.readouterr().out
+    )
+
+
+def test_a_split_left_empty_and_a_negative_length_are_refused(tmp_path, capsys):
+    three = write_table(
+        tmp_path / "three.tsv", ["gene_id", "sequence", "label"], [[f"G{i}", "ACGT", i] for i in range(3)]
+    )
+    assert main(["table", str(three), "--alphabet", "dna", "-o", str(tmp_path / "out")]) == 2
+    assert (
+        "the validation split(s) would be empty (train 2, validation 0, test 1 of 3 records)" in capsys.readouterr().err
+    )
+    table = write_table(tmp_path / "t.tsv", ["gene_id", "sequence", "label"], [[f"G{i}", "ACGT", i] for i in range(30)])
+    assert main(["table", str(table), "--alphabet", "dna", "--max-length", "-5", "-o", str(tmp_path / "out")]) == 2
+    assert "--max-length -5: must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_xpresso_files_to_dataset_with_windows(tmp_path, xpresso_folder, capsys):
