@@ -15,7 +15,9 @@ in a JSON sidecar, `expression_perceiver.json`, beside the Arrow files, for trai
 Records stream into Arrow files through `Dataset.from_generator`, so a set larger than memory never sits in a list.
 """
 
+import glob
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -360,6 +362,30 @@ def _split_dataset(dataset: datasets.Dataset, split: SplitSpec, source: str) -> 
     return {name: dataset.select(np.flatnonzero(names == name)) for name in SPLIT_NAMES}
 
 
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def owned_name(prefix: str) -> str:
+    """A temporary name carrying this process's id, so that a later process can tell it was abandoned."""
+    return f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_abandoned(folder: str | PathLike, prefix: str) -> None:
+    """Removes the temporary folders named by `owned_name(prefix)` in `folder` whose process has died (killed
+    runs and preparations leave them), so that they never accumulate."""
+    for entry in Path(folder).glob(f"{glob.escape(prefix)}*"):
+        pid = entry.name.removeprefix(prefix).split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 @contextmanager
 def atomic_output_dir(path: str | PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yields an empty folder beside `path`; renames it to `path` when the block ends without error, and removes
@@ -369,12 +395,14 @@ def atomic_output_dir(path: str | PathLike, overwrite: bool = False) -> Iterator
         raise FileExistsError(f"{path} already exists (overwrite it explicitly to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkdir, not mkdtemp: the folder becomes the output, so it takes the user's umask rather than mode 0700.
-    partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    for kind in ("partial", "old", "scratch"):
+        remove_abandoned(path.parent, f".{path.name}.{kind}-")
+    partial = path.with_name(owned_name(f".{path.name}.partial-"))
     partial.mkdir()
     try:
         yield partial
         if path.exists():
-            retired = partial.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            retired = partial.with_name(owned_name(f".{path.name}.old-"))
             path.rename(retired)
             partial.rename(path)
             shutil.rmtree(retired, ignore_errors=True)
@@ -391,7 +419,8 @@ def scratch_dir_beside(path: str | PathLike) -> Iterator[Path]:
     at the end of the block."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.scratch-", dir=path.parent))
+    remove_abandoned(path.parent, f".{path.name}.scratch-")
+    scratch = Path(tempfile.mkdtemp(prefix=owned_name(f".{path.name}.scratch-") + "-", dir=path.parent))
     try:
         yield scratch
     finally:

@@ -26,6 +26,7 @@ from transformers import (
 
 from ..baseline import baseline_on_splits
 from ..data import DatasetMetadata, SplitSpec, build_dataset_dict, generate_promoters, load_dataset_dir
+from ..data.dataset_dict import owned_name, remove_abandoned
 from ..data_collators import MaskingCollator, MaskingEpochCallback
 from ..modeling import AminoAcidTokenizer
 from .arguments import DataArguments, ExpressionTrainingArguments, MaskingArguments, ModelArguments
@@ -53,6 +54,7 @@ from .trainer import (
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+SCRATCH_PREFIX = "expression-perceiver-"  # generated data of a run, in the system's temporary folder
 
 
 RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -285,7 +287,8 @@ def main(
     if training_args.push_to_hub:
         bound_hub_requests(training_args.hub_request_timeout)
     started = time.time()
-    scratch = tempfile.TemporaryDirectory(prefix="expression-perceiver-")
+    remove_abandoned(tempfile.gettempdir(), SCRATCH_PREFIX)  # left by killed runs
+    scratch = tempfile.TemporaryDirectory(prefix=owned_name(SCRATCH_PREFIX) + "-")
 
     # Data: splits, label scale from the train split only, standardised training targets.
     raw_splits, metadata = load_splits(data_args, scratch.name)

@@ -2,7 +2,9 @@ import csv
 import gzip
 import json
 import math
+import os
 import statistics
+import subprocess
 
 import datasets
 import numpy as np
@@ -345,3 +347,16 @@ def test_epd_promoters_xpresso_label(tmp_path):
     assert len(set(gene_ids)) == 12_639
     assert report.noted_count("repeated id (kept; all rows of an id go to one split)") == 3
     check_against_independent_split(dataset_dict, metadata, gene_ids, labels)
+
+
+def test_temporary_folders_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
+    from expression_perceiver.data.dataset_dict import remove_abandoned
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # reaped: its pid names no process now
+    dead = tmp_path / f".out.scratch-{ended.pid}-abcd1234"
+    living = tmp_path / f".out.scratch-{os.getppid()}-abcd1234"
+    for folder in (dead, living):
+        (folder / "data").mkdir(parents=True)
+    remove_abandoned(tmp_path, ".out.scratch-")
+    assert not dead.exists() and living.exists()
