@@ -151,8 +151,10 @@ def _conforming_records(
     with_protein: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Records reduced to the schema's columns, each checked to have the declared number of labels/features and,
-    with `with_protein`, a protein sequence."""
+    with `with_protein`, a protein sequence. A stream with no record at all is an error naming the source."""
+    empty = True
     for record in records:
+        empty = False
         gene_id = str(record["gene_id"])
         label = record["label"]
         found_labels = len(label) if isinstance(label, list | tuple) else 1
@@ -172,6 +174,10 @@ def _conforming_records(
         if with_chrom:
             row["chrom"] = record.get("chrom")
         yield row
+    if empty:
+        raise DataError(
+            f"{source}: no records to read (an empty file, a header without rows, or no id that matches a label)"
+        )
 
 
 def dataset_from_records(

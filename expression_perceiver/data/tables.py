@@ -79,8 +79,8 @@ def open_text(path: str | PathLike) -> TextIO:
         with path.open("rb") as raw:
             compressed = raw.read(2) == GZIP_MAGIC
         if compressed:
-            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-        return path.open(encoding="utf-8", newline="")
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+        return path.open(encoding="utf-8-sig", newline="")
     except FileNotFoundError:
         raise DataError(f"{file_label(path)}: file not found ({path})") from None
     except OSError as error:

@@ -205,3 +205,22 @@ def test_command_line_process_prints_one_line_on_bad_input(tmp_path):
         "error: t.tsv: line 2 (id A) column 'label' is empty or NaN "
         "(drop such rows with LabelSpec.drop_missing or --drop-missing-labels)"
     ]
+
+
+@pytest.mark.parametrize("kind", ["header only", "empty FASTA", "no id matches"])
+def test_inputs_without_records_name_the_file(tmp_path, capsys, kind):
+    labels = write_table(tmp_path / "labels.tsv", ["gene_id", "label"], [["X", 1]])
+    if kind == "header only":
+        command = [
+            "table",
+            str(write_table(tmp_path / "h.tsv", ["gene_id", "sequence", "label"], [])),
+            "--alphabet",
+            "dna",
+        ]
+    else:
+        fasta = write_fasta(tmp_path / "f.fa", {} if kind == "empty FASTA" else {"Y": "ACGT"})
+        command = ["fasta", str(fasta), "--labels", str(labels), "--alphabet", "dna"]
+    assert main([*command, "-o", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no records to read" in error and ("h.tsv" in error or "f.fa" in error)
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []

@@ -159,3 +159,15 @@ def test_fasta_and_label_table_errors(tmp_path):
     labels = write_table(tmp_path / "ok.tsv", ["gene_id", "label"], [["P1", 1]])
     with pytest.raises(DataError, match=r"p.fa: record 'P1' \(line 1\) has letter '1' at position 3"):
         list(read_fasta_with_labels(fasta, labels, alphabet="protein"))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column_or_header(tmp_path):
+    table = write_table(tmp_path / "bom.tsv", ["id", "seq", "ppm", "chromosome"], PROTEINS)
+    table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes())  # as spreadsheet programs save UTF-8
+    records, _ = read_all(
+        table, alphabet="protein", id_column="id", sequence_column="seq", labels=LabelSpec(columns=("ppm",))
+    )
+    assert [r["gene_id"] for r in records] == ["P1", "P2", "P3"]
+    fasta = write_fasta(tmp_path / "bom.fa", {"P1": "MKTAYIAK", "P2": "MKV"})
+    fasta.write_bytes(b"\xef\xbb\xbf" + fasta.read_bytes())
+    assert [record[0] for record in read_fasta(fasta)] == ["P1", "P2"]
