@@ -56,6 +56,14 @@ class DataArguments:
         metadata={"help": "Also fit the k-mer ridge baseline on the same splits and report it next to the model."},
     )
 
+    def __post_init__(self):
+        if self.max_eval_samples is not None and self.max_eval_samples < 1:
+            raise ValueError(f"--max_eval_samples must be at least 1, got {self.max_eval_samples}")
+        if self.dataset_dir is None and self.synthetic_num_genes < 10:
+            raise ValueError(
+                f"--synthetic_num_genes must be at least 10 (80/10/10 split), got {self.synthetic_num_genes}"
+            )
+
 
 @dataclass
 class MaskingArguments:

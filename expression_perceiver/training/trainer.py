@@ -22,7 +22,7 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..modeling import AminoAcidTokenizer, DNAPerceiverConfig, NucleotideTokenizer
-from .arguments import ModelArguments
+from .arguments import MODEL_TYPES, ModelArguments
 from .checkpoints import CLOCK_FILE
 from .metrics import compute_expression_metrics
 
@@ -161,6 +161,38 @@ def check_config_fields(overrides: dict, config_class: type) -> None:
         )
 
 
+def load_checkpoint(model_args: ModelArguments, **config_fields) -> PreTrainedModel:
+    """A checkpoint (folder or Hub id) of one of our model types to fine-tune; anything else is one clear error
+    naming the checkpoint: a missing folder, another model type, truncated or mismatched weights."""
+    location = model_args.model_name_or_path
+    looks_local = (
+        Path(location).expanduser().is_absolute() or location.startswith((".", "~")) or Path(location).exists()
+    )
+    if looks_local and not (Path(location).expanduser() / "config.json").is_file():
+        raise ValueError(f"--model_name_or_path {location}: no such checkpoint folder (it needs a config.json)")
+    try:
+        config = AutoConfig.from_pretrained(location, trust_remote_code=model_args.trust_remote_code)
+    except Exception as error:  # the Hub client's and transformers' own error types
+        raise ValueError(
+            f"--model_name_or_path {location}: cannot read its configuration ({first_line(error)})"
+        ) from None
+    if config.model_type not in MODEL_TYPES:
+        raise ValueError(
+            f"--model_name_or_path {location}: a {config.model_type!r} checkpoint, not one of {', '.join(MODEL_TYPES)}"
+        )
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            location, trust_remote_code=model_args.trust_remote_code, **config_fields
+        )
+    except Exception as error:  # truncated or foreign weights, shapes that do not match the configuration
+        raise ValueError(f"--model_name_or_path {location}: cannot load its weights ({first_line(error)})") from None
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 def build_model(
     model_args: ModelArguments, num_labels: int, num_features: int, label_mean: list[float], label_std: list[float]
 ) -> PreTrainedModel:
@@ -170,12 +202,7 @@ def build_model(
     """
     label_scale = {"label_mean": label_mean, "label_std": label_std}
     if model_args.model_name_or_path:
-        return AutoModelForSequenceClassification.from_pretrained(
-            model_args.model_name_or_path,
-            trust_remote_code=model_args.trust_remote_code,
-            num_labels=num_labels,
-            **label_scale,
-        )
+        return load_checkpoint(model_args, num_labels=num_labels, **label_scale)
     overrides = parse_config_overrides(model_args.config_overrides)
     check_config_fields(overrides, DNAPerceiverConfig)
     if model_args.model_type == "protein_dna_perceiver":
