@@ -225,7 +225,16 @@ def iter_promoter_records(
     """
     report = report if report is not None else ReadReport(genome.name)
     seen: set[str] = set()
+    expected_length = windows[0].length if windows else 0
     for window in windows:
+        if crop is not None and window.length != expected_length:
+            # A crop is a place relative to the TSS only if every window is centred alike: a line clipped at a
+            # chromosome's start (as `bedtools slop` writes it) would move the TSS by the clipped length.
+            raise DataError(
+                f"BED line {window.line} (gene {window.gene_id}): a {window.length:,}-base window where the others "
+                f"have {expected_length:,}; the crop {crop[0]}..{crop[1]} would miss its TSS (clipped at a "
+                "chromosome end?): give every gene a window of the same length"
+            )
         if crop is not None and not 0 <= crop[0] < crop[1] <= window.length:
             raise DataError(
                 f"BED line {window.line} (gene {window.gene_id}): window {crop[0]}..{crop[1]} does not fit its "

@@ -166,6 +166,17 @@ def test_genome_errors_leave_nothing_behind(tmp_path, genome_inputs, capsys):
     assert not (tmp_path / "h5").exists() and leftovers(tmp_path) == []
 
 
+def test_a_window_clipped_at_a_chromosome_start_is_refused_by_the_default_crop(tmp_path, genome_inputs, capsys):
+    _, fasta, bed, labels = genome_inputs
+    clipped = tmp_path / "clipped.bed"
+    clipped.write_text(bed.read_text() + "chr1\t0\t15000\tENSG11b\t0\t+\n")  # as `bedtools slop` clips it
+    write_table(labels, ["gene_id", "label"], [[f"ENSG{i}", i] for i in range(12)] + [["ENSG11b", 1.0]])
+    argv = ["genome", "--genome", str(fasta), "--bed", str(clipped), "--labels", str(labels)]
+    assert main([*argv, "-o", str(tmp_path / "out")]) == 2
+    assert "BED line 13 (gene ENSG11b): a 15,000-base window where the others have 20,000" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
     table = write_table(
         tmp_path / "t.tsv",
