@@ -60,12 +60,21 @@ SCRATCH_PREFIX = "expression-perceiver-"  # generated data of a run, in the syst
 RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """'expected ',' or ']', line 2 column 1': PyYAML's several-line message as one line."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{problem}, line {mark.line + 1} column {mark.column + 1}" if mark is not None else problem
+
+
 def recipe_flags(path: str) -> list[str]:
     """A YAML/JSON recipe as command-line flags, so that recipes compose and later flags override them."""
     try:
         values = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"recipe {path}: cannot be read ({error})") from None
+    except OSError as error:
+        raise ValueError(f"recipe {path}: cannot be read ({error.strerror or error})") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"recipe {path}: not valid YAML ({yaml_problem(error)})") from None
     if not isinstance(values, dict):
         raise ValueError(f"recipe {path}: expected a mapping of argument names to values")
     flags = []
@@ -90,7 +99,10 @@ def parse_arguments(argv: list[str] | None = None, default_recipe: Path | None =
     Recipes (YAML or JSON) apply in order, then the flags; with no arguments at all, `default_recipe`.
     Returns the four dataclasses and the recipe names.
     """
-    parser = RecipeArgumentParser((ModelArguments, DataArguments, MaskingArguments, ExpressionTrainingArguments))
+    parser = RecipeArgumentParser(
+        (ModelArguments, DataArguments, MaskingArguments, ExpressionTrainingArguments),
+        allow_abbrev=False,  # a misspelt flag must fail, not become whichever flag it happens to begin
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv and default_recipe is not None:
         argv = [str(default_recipe)]
