@@ -105,7 +105,15 @@ def study_file(tmp: Path, **fields) -> list[str]:
     return ["study", "plan", str(path)]
 
 
+def foreign_index(tmp: Path) -> list[str]:
+    """A genome whose `.fai` (newer than it, so it is kept) belongs to a longer FASTA."""
+    argv = genome_inputs(tmp)
+    (tmp / "genome.fa.fai").write_text("chr1\t90000\t6\t90000\t90001\n")
+    return argv
+
+
 CASES = {
+    "genome: a foreign .fai newer than the FASTA": (foreign_index, "does not describe it"),
     # Tables
     "table: no such file": (lambda t: prepare_table(t, t / "missing.tsv"), "missing.tsv"),
     "table: missing label column": (lambda t: prepare_table(t, table(t), "--label-column", "tpm"), "tpm"),

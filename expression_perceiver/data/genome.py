@@ -120,7 +120,24 @@ class Genome:
             ) from None
         except (pyfaidx.FastaIndexingError, ValueError, OSError) as error:
             raise DataError(f"{self.name}: cannot be indexed as FASTA ({error})") from None
+        self._check_index_fits()
         self._tokenizer = tokenizer_for("dna")
+
+    def _check_index_fits(self) -> None:
+        """A `.fai` of another FASTA (newer than this one, so pyfaidx keeps it) points past the file's end or at
+        a wrong place: refuse it rather than read wrong bases."""
+        faidx = self._fasta.faidx
+        if getattr(faidx, "_bgzf", False) or self.path.suffix in (".gz", ".bgz"):
+            return  # offsets into compressed files are virtual: pyfaidx checks them itself
+        size = self.path.stat().st_size
+        stale = [
+            name for name, record in faidx.index.items() if record.offset + record.rlen > size or record.offset < 0
+        ]
+        if stale:
+            raise DataError(
+                f"{self.name}: its index {self.path.name}.fai does not describe it (sequence {stale[0]} lies beyond "
+                f"the file's {size:,} bytes: an index of another FASTA?); delete the .fai to rebuild it"
+            )
 
     @property
     def sequence_names(self) -> list[str]:
