@@ -507,10 +507,7 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
     def _repo_info(self, repository: _Repository, revision: str) -> None:
         sha = self.state.resolve_revision(repository, revision)
         commit = self.state.commits[sha]
-        siblings = [
-            {"rfilename": path, "size": len(self.state.blobs[blob]), "blobId": blob}
-            for path, blob in sorted(commit.tree.items())
-        ]
+        siblings = [self._sibling(path, blob) for path, blob in sorted(commit.tree.items())]
         self._send_json(
             {
                 "_id": hashlib.sha1(repository.repo_id.encode()).hexdigest()[:24],
@@ -529,6 +526,15 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
                 "siblings": siblings,
             }
         )
+
+    def _sibling(self, path: str, blob: str) -> dict[str, Any]:
+        """A file as `model_info(files_metadata=True)` lists it: weights (the types `.gitattributes` sends to LFS)
+        carry their sha256 under `lfs`, as on the Hub; other files are known by their git blob id."""
+        content = self.state.blobs[blob]
+        sibling: dict[str, Any] = {"rfilename": path, "size": len(content), "blobId": blob}
+        if path.endswith((".safetensors", ".bin", ".pt", ".h5", ".parquet")):
+            sibling["lfs"] = {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content), "pointerSize": 134}
+        return sibling
 
     # Uploads
 

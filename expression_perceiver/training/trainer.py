@@ -24,6 +24,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from ..modeling import AminoAcidTokenizer, DNAPerceiverConfig, NucleotideTokenizer
 from .arguments import MODEL_TYPES, ModelArguments
 from .checkpoints import CLOCK_FILE
+from .hub_files import verified_snapshot
 from .metrics import compute_expression_metrics
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,14 @@ def load_checkpoint(model_args: ModelArguments, **config_fields) -> PreTrainedMo
     )
     if looks_local and not (Path(location).expanduser() / "config.json").is_file():
         raise ValueError(f"--model_name_or_path {location}: no such checkpoint folder (it needs a config.json)")
+    if not looks_local:  # a Hub id, `org/name` or `org/name@revision`: fetched and checked before loading
+        repo_id, _, revision = location.partition("@")
+        try:
+            location = str(verified_snapshot(repo_id, revision or None))
+        except ValueError:
+            raise
+        except Exception as error:  # the Hub client's own errors: unknown repository or revision, network
+            raise ValueError(f"--model_name_or_path {model_args.model_name_or_path}: {first_line(error)}") from None
     try:
         config = AutoConfig.from_pretrained(location, trust_remote_code=model_args.trust_remote_code)
     except Exception as error:  # the Hub client's and transformers' own error types
