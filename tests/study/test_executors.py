@@ -124,5 +124,5 @@ def test_a_failing_cell_is_recorded_and_the_study_goes_on(tmp_path):
     assert counts[DONE] == 1 and counts[FAILED] == 1
     assert "cells: 1 done, 0 running, 1 failed, 0 left (of 2)" in lines
     failure = json.loads((Path(study.cells()[1].output_dir) / FAILURE_FILE).read_text())
-    assert failure["returncode"] != 0 and "drop mode would leave the sequence" in failure["error"]
+    assert failure["returncode"] != 0 and "covers the whole of every training sequence" in failure["error"]
     assert (Path(study.cells()[0].output_dir) / RESULTS_FILE).is_file()
