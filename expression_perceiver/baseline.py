@@ -20,8 +20,6 @@ DNA 1- to 4-mers).
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import itertools
 import json
 import math
@@ -348,42 +346,35 @@ class LabelledSequences:
 
 
 def read_labelled_sequences(
-    table: str | Path, sequence_column: str, label_column: str, log10: bool = False
+    table: str | Path, sequence_column: str, label_column: str, log10: bool = False, alphabet: str = "dna"
 ) -> LabelledSequences:
-    """Reads a TSV or CSV table (gzip if it ends with .gz): one sequence and one label per row.
+    """Reads a TSV or CSV table (gzip or not) through the data layer's readers: one sequence and one label per row.
 
-    Rows with an empty or non-numeric label (NA, nan) are left out; with `log10`, so are labels <= 0, whose log is
-    undefined. Both counts are returned, and the order of the remaining rows is kept.
+    Rows whose label is missing (empty, NA, nan) are left out; with `log10`, so are labels <= 0, whose log is
+    undefined. Both counts are returned, and the order of the remaining rows is kept. A label that is not a number
+    (e.g. "high") or a letter outside `alphabet` is a `DataError` naming the line, as `prepare` reports it.
     """
-    path = Path(table)
-    opener = gzip.open if path.suffix == ".gz" else open
-    delimiter = "," if path.name.removesuffix(".gz").endswith(".csv") else "\t"
-    with opener(path, "rt", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        for column in (sequence_column, label_column):
-            if column not in (reader.fieldnames or []):
-                raise ValueError(f"{path} has no column {column!r} (columns: {reader.fieldnames})")
-        rows = [(row[sequence_column], _parse_label(row[label_column])) for row in reader]
+    from .data.errors import file_label
+    from .data.tables import MISSING_VALUES, SequenceChecker, iter_table_rows, parse_number
+
+    checker = SequenceChecker(alphabet) if alphabet in ("dna", "protein") else None
     kept = LabelledSequences(sequences=[], labels=np.empty(0))
     labels = []
-    for sequence, label in rows:
-        if label is None:
+    for line, row in iter_table_rows(table, [sequence_column, label_column]):
+        where = f"{file_label(table)}: line {line}"
+        if row[label_column].strip().lower() in MISSING_VALUES:
             kept.missing_labels += 1
-        elif log10 and label <= 0:
+            continue
+        label = parse_number(row[label_column], f"{where} column {label_column!r}")
+        if checker is not None:
+            checker.token_ids(row[sequence_column], where)
+        if log10 and label <= 0:
             kept.non_positive_labels += 1
-        else:
-            kept.sequences.append(sequence)
-            labels.append(math.log10(label) if log10 else label)
+            continue
+        kept.sequences.append(row[sequence_column])
+        labels.append(math.log10(label) if log10 else label)
     kept.labels = np.array(labels, dtype=np.float64)
     return kept
-
-
-def _parse_label(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def add_baseline_parser(subparsers) -> None:
@@ -488,7 +479,9 @@ def run_baseline_command(args: argparse.Namespace) -> int:
     else:
         if args.label_column is None:
             raise ValueError("--label-column is needed with --table")
-        data = read_labelled_sequences(args.table, args.sequence_column, args.label_column, log10=args.log10)
+        data = read_labelled_sequences(
+            args.table, args.sequence_column, args.label_column, log10=args.log10, alphabet=args.alphabet
+        )
         ks = args.k or DEFAULT_KMERS.get(args.alphabet, [1, 2, 3, 4])
         results = {
             "table": str(args.table),

@@ -188,8 +188,19 @@ def test_cli_prints_and_writes_the_metrics(tmp_path, capsys):
 def test_reading_reports_a_missing_column(tmp_path):
     table = tmp_path / "levels.tsv.gz"
     write_table(table, [("ACGT", "1.0")])
-    with pytest.raises(ValueError, match="no column 'label_human'"):
+    with pytest.raises(ValueError, match="column 'label_human' missing"):
         read_labelled_sequences(table, "sequence", "label_human")
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [(("ACGT", "high"), "line 3 column 'level' is 'high', not a number"), (("MKWL", "1.0"), "line 3 has letter 'L'")],
+)
+def test_baseline_reads_as_prepare_does_a_word_for_a_label_and_protein_letters_as_dna(tmp_path, row, message):
+    table = tmp_path / "levels.tsv.gz"
+    write_table(table, [("ACGT", "1.0"), row])
+    with pytest.raises(ValueError, match=message):
+        read_labelled_sequences(table, "sequence", "level", alphabet="dna")
 
 
 @pytest.mark.parametrize(
@@ -200,7 +211,7 @@ def test_reading_reports_a_missing_column(tmp_path):
     ],
 )
 def test_reference_figures_are_reproduced(shared_data, file_name, label_column, log10, alphabet, ks, reference_r2):
-    data = read_labelled_sequences(shared_data / file_name, "sequence", label_column, log10=log10)
+    data = read_labelled_sequences(shared_data / file_name, "sequence", label_column, log10=log10, alphabet=alphabet)
     results = run_baseline(data.sequences, data.labels, alphabet, ks, seed=0)
     assert results["test"]["r2"] == pytest.approx(reference_r2, abs=0.01)
 
