@@ -271,6 +271,26 @@ CASES = {
     "generate: no sequences": (lambda t: ["generate", "promoters", str(t / "g.tsv"), "--num", "0"], "--num"),
     "generate: negative count": (lambda t: ["generate", "promoters", str(t / "g.tsv"), "--num", "-5"], "--num"),
     "baseline: missing label column": (lambda t: ["baseline", "--table", str(table(t))], "--label-column"),
+    "baseline: a word for a label": (
+        lambda t: [
+            "baseline",
+            "--table",
+            str(table(t, GOOD_ROWS + [["X1", "ACGT", "high"]])),
+            "--label-column",
+            "label",
+        ],
+        "'high', not a number",
+    ),
+    "baseline: a protein table read as DNA": (
+        lambda t: [
+            "baseline",
+            "--table",
+            str(table(t, GOOD_ROWS + [["P1", "MEEPQSDPSV", 1]])),
+            "--label-column",
+            "label",
+        ],
+        "not a dna letter",
+    ),
     "study: unknown field": (lambda t: study_file(t, colour="red"), "colour"),
     "study: bad seeds": (lambda t: study_file(t, seeds=0), "seeds"),
     "study: bad mask size": (
