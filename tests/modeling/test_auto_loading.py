@@ -110,7 +110,9 @@ REMOTE_CODE_CHECK = textwrap.dedent(
             "config": type(config).__name__,
             "model_module": type(model).__module__,
             "tokenizer": type(tokenizer).__name__,
-            "identical": torch.equal(logits, torch.tensor(case["logits"])),
+            # The same weights up to the last bits: some CPUs pick other kernels for a freshly initialised model's
+            # memory layout than for loaded weights (seen: 2e-10 apart); a wrong or missing weight is far beyond.
+            "identical": torch.allclose(logits, torch.tensor(case["logits"]), rtol=1e-5, atol=1e-7),
         }}
     print(json.dumps(report))
     """
@@ -147,7 +149,7 @@ def test_registered_auto_classes_load_without_remote_code(tmp_path, name):
     assert type(config).__module__.startswith("expression_perceiver.")
     inputs = build_inputs(name, tokenizer, AminoAcidTokenizer(), expected["features"])
     with torch.no_grad():
-        assert torch.equal(model(**inputs).logits, torch.tensor(expected["logits"]))
+        torch.testing.assert_close(model(**inputs).logits, torch.tensor(expected["logits"]), rtol=1e-5, atol=1e-7)
 
 
 def test_saved_files_and_auto_map(tmp_path):
