@@ -8,9 +8,9 @@ STUDY_EPILOG = """examples:
   expression-perceiver study plan studies/epd_human_masking.yaml
   expression-perceiver study plan studies/epd_human_masking.yaml --estimate
   expression-perceiver study run studies/epd_human_masking.yaml --jobs 2
-  expression-perceiver study run studies/xpresso_human_table1.yaml --executor gpus --cells-per-gpu 2
-  expression-perceiver study run studies/xpresso_human_table1.yaml --executor slurm --partition gpu --time-min 720
-  expression-perceiver study report outputs/studies/epd_human_masking
+  expression-perceiver study run studies/xpresso_human_masking.yaml --executor gpus --cells-per-gpu 2
+  expression-perceiver study run studies/xpresso_human_masking.yaml --executor slurm --partition gpu --time-min 720
+  expression-perceiver study report docs/results/study_epd_human
 """
 
 
