@@ -240,3 +240,14 @@ def test_verdict_zero_variance():
     assert constant.verdict.startswith("no variance within either setting") and "+0.100 r2" in constant.verdict
     assert math.isnan(constant.welch_p_holm) and math.isnan(constant.hedges_g)
     assert real.welch_p_holm == pytest.approx(real.welch_p)  # the untestable comparison does not count
+
+
+def test_a_shift_only_the_paired_test_sees_is_said_beside_the_welch_verdict():
+    from expression_perceiver.study.statistics import adjust_comparisons, compare
+
+    reference = {0: 0.28, 1: 0.30, 2: 0.32, 3: 0.29, 4: 0.31}
+    shifted = {seed: value + 0.004 + 0.0005 * (seed % 2) for seed, value in reference.items()}
+    (comparison,) = adjust_comparisons([compare("span", shifted, "none", reference)])
+    assert comparison.welch_p_holm > 0.05 and comparison.paired_p_holm < 0.05
+    assert comparison.verdict.startswith("no difference from none detectable at n = 5 vs 5")
+    assert "the paired test over 5 matching seeds does find a consistent gain" in comparison.verdict
