@@ -2,6 +2,7 @@
 
 import logging
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -31,6 +32,8 @@ from ..data_collators import MaskingCollator, MaskingEpochCallback
 from ..modeling import AminoAcidTokenizer
 from .arguments import DataArguments, ExpressionTrainingArguments, MaskingArguments, ModelArguments
 from .checkpoints import (
+    LOCK_FILE,
+    RUN_IDENTITY_FILE,
     TRAINER_STATE_FILE,
     claim_output_dir,
     last_complete_checkpoint,
@@ -326,6 +329,7 @@ def main(
         "training": training_args.to_dict(),
     }
     identity = run_identity(arguments, global_train_batch_size(training_args), fingerprint)
+    new_folder = not Path(training_args.output_dir).exists()
     lock = lock_output_dir(training_args.output_dir) if training_args.should_save else None
     try:
         claim_output_dir(
@@ -387,10 +391,20 @@ def main(
         if training_args.push_to_hub:  # last: a failed push leaves every local result in place
             push_final_model(trainer, commit_message=f"Final model: test r2 {results['test']['r2']:.4f}")
         return results
+    except BaseException:
+        if new_folder and lock is not None:
+            remove_if_nothing_written(Path(training_args.output_dir))
+        raise
     finally:
         if lock is not None:
             lock.close()  # the folder is free again (a killed process frees it too)
         scratch.cleanup()
+
+
+def remove_if_nothing_written(output_dir: Path) -> None:
+    """A run that fails before its first checkpoint leaves no folder of its own behind (only its claim and lock)."""
+    if {entry.name for entry in output_dir.iterdir()} <= {RUN_IDENTITY_FILE, LOCK_FILE}:
+        shutil.rmtree(output_dir, ignore_errors=True)
 
 
 def strip_prefix(metrics: dict, prefix: str) -> dict:

@@ -92,3 +92,9 @@ def test_a_bad_checkpoint_to_fine_tune_is_named_in_one_line(tmp_path, capsys, ch
 def test_data_arguments_are_checked_at_parse_time(tmp_path, capsys, flags, message):
     assert cli(["train", *tiny_run_arguments(tmp_path / "run", *flags)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_run_failing_before_its_first_checkpoint_leaves_no_folder(tmp_path, capsys):
+    code = cli(["train", *tiny_run_arguments(tmp_path / "run", "--resume_from_checkpoint", str(tmp_path / "none"))])
+    assert code == 2 and "no such checkpoint folder" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
