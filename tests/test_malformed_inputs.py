@@ -298,6 +298,11 @@ CASES = {
         "mask_length",
     ),
     "study: report of a folder that is no study": (lambda t: ["study", "report", str(t)], "study.yaml"),
+    "study: no cells at a time": (lambda t: ["study", "run", study_file(t)[2], "--jobs", "0"], "--jobs"),
+    "study: SLURM without a scheduler": (
+        lambda t: ["study", "run", study_file(t)[2], "--executor", "slurm"],
+        "no `sbatch`/`srun`",
+    ),
 }
 
 

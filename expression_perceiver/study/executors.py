@@ -171,15 +171,20 @@ def run_slurm_task(cell: Cell, processes: int, threads: int | None) -> bool:
     return run_cell(cell, processes, threads)
 
 
-def slurm_executor(study: Study, options: SlurmOptions, cluster: str | None = None):
-    """A submitit executor for the study's array (`cluster`: None for SLURM, 'local' or 'debug' to run here)."""
-    import submitit
-
+def check_scheduler(cluster: str | None) -> None:
+    """SLURM's commands must be here unless submitit runs the array on this machine (`local`, `debug`)."""
     if cluster is None and (shutil.which("sbatch") is None or shutil.which("srun") is None):
         raise ValueError(
             "executor slurm: no `sbatch`/`srun` on this machine's PATH (no SLURM here); run `study run` on the "
             "cluster's login node, or pass --slurm-cluster local to run the array on this machine"
         )
+
+
+def slurm_executor(study: Study, options: SlurmOptions, cluster: str | None = None):
+    """A submitit executor for the study's array (`cluster`: None for SLURM, 'local' or 'debug' to run here)."""
+    import submitit
+
+    check_scheduler(cluster)
     folder = Path(study.output_dir) / "slurm" / "%j"
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster or "slurm")
     parameters = {

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from .cells import DONE, RESULTS_FILE, launch_command
-from .executors import SlurmOptions, cpu_slots, gpu_slots, run_on_slots, study_states, submit_slurm
+from .executors import (
+    SlurmOptions,
+    check_scheduler,
+    cpu_slots,
+    gpu_slots,
+    run_on_slots,
+    study_states,
+    submit_slurm,
+)
 from .spec import Study, save_study_copy
 
 
@@ -122,14 +130,22 @@ def run_study(
     slurm_cluster: str | None = None,
     report: Callable[[str], None] = print,
 ) -> dict[str, int] | list:
-    """Runs (or submits) every unfinished cell of the study and keeps a copy of the study file beside them."""
-    save_study_copy(study)
-    if executor == "local":
-        if jobs < 1:
-            raise ValueError(f"--jobs must be at least 1, got {jobs}")
-        return run_on_slots(study, cpu_slots(jobs), report)
-    if executor == "gpus":
-        return run_on_slots(study, gpu_slots(cells_per_gpu, gpus_per_cell), report)
+    """Runs (or submits) every unfinished cell of the study and keeps a copy of the study file beside them. An
+    executor that cannot run here is refused before anything is written."""
+    if executor not in ("local", "gpus", "slurm"):
+        raise ValueError(f"--executor must be local, gpus or slurm, got {executor!r}")
+    if executor == "local" and jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    slots = (
+        cpu_slots(jobs)
+        if executor == "local"
+        else gpu_slots(cells_per_gpu, gpus_per_cell)
+        if executor == "gpus"
+        else None
+    )
     if executor == "slurm":
-        return submit_slurm(study, slurm or SlurmOptions.from_mapping(study.slurm), slurm_cluster, report)
-    raise ValueError(f"--executor must be local, gpus or slurm, got {executor!r}")
+        check_scheduler(slurm_cluster)
+    save_study_copy(study)
+    if slots is not None:
+        return run_on_slots(study, slots, report)
+    return submit_slurm(study, slurm or SlurmOptions.from_mapping(study.slurm), slurm_cluster, report)
