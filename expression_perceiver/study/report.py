@@ -127,6 +127,7 @@ def table_rows(study: Study, finished: dict[Masking, list[CellResult]]) -> tuple
             "masking": setting.masking.key,
             "n": summary.n,
             "seeds": [c.cell.seed for c in cells],
+            "r2_values": [c.r2 for c in cells],
             "r2": summary.to_dict(),
             "coefficient_of_determination": mean_of(cells, "coefficient_of_determination"),
             "spearman": mean_of(cells, "spearman"),
@@ -325,9 +326,6 @@ def report_study(directory: str | Path, print_line=print) -> dict[str, Any]:
     if not finished:
         raise ValueError(f"{directory}: none of the study's {total} cells is finished yet; nothing to report")
     rows, _ = table_rows(study, finished)
-    for row in rows:
-        cells = finished.get(canonical(next(s for s in study.table if s.name == row["setting"]).masking), [])
-        row["r2_values"] = [c.r2 for c in cells]
     curves = figure_points(study, finished)
     (directory / "table1.md").write_text(table_markdown(study, rows, missing, total))
     write_table_csv(directory / "table1.csv", rows)
