@@ -23,12 +23,14 @@ GC content, uniform in [0.3, 0.7] and independent between the two regions,
     upstream    GC-varying region within [0.05, 0.20) x length   (20,000 bases: TSS -9,000..-6,000)
     downstream  GC-varying region within [0.80, 0.95) x length   (20,000 bases: TSS +6,000..+9,000)
 
-    label = 0.8 z(GC fraction of the upstream region) + 0.8 z(GC fraction of the downstream region) + noise,
+    label = 0.8 z(GC fraction of the upstream region) - 0.8 z(GC fraction of the downstream region) + noise,
             noise ~ N(0, 0.4^2)
 
 with the fractions measured on the final sequence and z() over the generated set, as for the promoters above. A
 composition any convolution reads at once, rather than a rare motif, so that a tiny model finds both elements in a
-few epochs and the check measures where the signal is, not how hard it is to learn. The eight features are
+few epochs and the check measures where the signal is, not how hard it is to learn. The two regions count with
+opposite signs, so the window's overall composition (what a k-mer baseline sees) tells almost nothing: a model must
+read where the GC is. The eight features are
 standard normal and do not enter the label, so any effect of masking is purely positional. With noise 0.4 the
 ceiling r2 is 1.28 / 1.44, about 0.89, and each element alone explains half the signal (about 0.44). Expected
 outcome: masking the first half removes the upstream element and the last half the downstream one (r2 falls
@@ -165,7 +167,7 @@ STRONG_BASES = np.frombuffer(b"GC", dtype=np.uint8)
 WEAK_BASES = np.frombuffer(b"AT", dtype=np.uint8)
 POSITIONAL_ELEMENTS = (
     CompositionElement("upstream", (0.05, 0.20)),
-    CompositionElement("downstream", (0.80, 0.95)),
+    CompositionElement("downstream", (0.80, 0.95), weight=-0.8),
 )
 
 

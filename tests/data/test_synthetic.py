@@ -83,10 +83,10 @@ def test_positional_label_is_driven_by_the_composition_of_its_regions(positional
     for fraction in gc:
         assert 0.2 < fraction.min() and fraction.max() < 0.8 and abs(fraction.mean() - 0.5) < 0.01
         assert fraction.std() > 0.1  # U(0.3, 0.7) has std 0.115
-        assert np.corrcoef(fraction, positional.label)[0, 1] > 0.4
+    assert np.corrcoef(gc[0], positional.label)[0, 1] > 0.4 and np.corrcoef(gc[1], positional.label)[0, 1] < -0.4
     assert abs(np.corrcoef(gc[0], gc[1])[0, 1]) < 0.1  # independent elements
     z = lambda v: (v - v.mean()) / v.std()  # noqa: E731
-    signal = 0.8 * z(gc[0]) + 0.8 * z(gc[1])
+    signal = 0.8 * z(gc[0]) - 0.8 * z(gc[1])
     assert abs((positional.label - signal).std() - 0.4) < 0.03  # only the documented noise is left
     assert 0.85 < np.corrcoef(signal, positional.label)[0, 1] ** 2 < 0.92  # the documented ceiling, about 0.89
     # The features are there for the model's inputs but carry nothing.
@@ -102,6 +102,8 @@ def test_outside_the_regions_the_bases_are_uniform_and_say_nothing(positional):
     np.testing.assert_allclose(counts, 0.25, atol=0.002)
     for start, end in outside:
         assert abs(np.corrcoef(gc_of(positional.sequence, start, end), positional.label)[0, 1]) < 0.1
+    # Opposite signs: the whole window's GC, what a position-blind model sees, says almost nothing.
+    assert abs(np.corrcoef(gc_of(positional.sequence, 0, 2_000), positional.label)[0, 1]) < 0.1
 
 
 def test_positional_windows_are_deterministic_and_checked():
