@@ -695,8 +695,10 @@ class PerceiverExpressionPreTrainedModel(PreTrainedModel):
         return getattr(module, "config", self.config)
 
 
-def regression_loss(config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Loss of the head as Hugging Face's sequence classification models define it (MSE for regression)."""
+def sequence_classification_loss(config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Loss of the head by `config.problem_type`, as Hugging Face's sequence classification models define it: MSE
+    for regression (the default), cross-entropy for single-label and binary cross-entropy for multi-label
+    classification."""
     if config.problem_type == "regression":
         labels = labels.to(logits.dtype).view(logits.shape[0], -1)
         if labels.shape[-1] != config.num_labels:
@@ -712,7 +714,10 @@ def regression_loss(config, logits: torch.Tensor, labels: torch.Tensor) -> torch
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
-class RegressionHead(nn.Module):
+class SequenceHead(nn.Module):
+    """Dropout and a linear map from the summary vector to `num_labels` outputs: expression values under
+    regression, class logits under classification."""
+
     def __init__(self, summary_dim: int, num_labels: int, dropout: float):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
@@ -742,13 +747,13 @@ class _SingleSequencePerceiverModel(PerceiverExpressionPreTrainedModel):
         return PerceiverExpressionOutput(last_hidden_state=latents, pooler_output=summary)
 
 
-class _SingleSequencePerceiverForRegression(PerceiverExpressionPreTrainedModel):
+class _SingleSequencePerceiverForSequenceClassification(PerceiverExpressionPreTrainedModel):
     _auto_class = "AutoModelForSequenceClassification"
 
     def __init__(self, config: PerceiverExpressionConfig):
         super().__init__(config)
         self.perceiver = PerceiverEncoder(config)
-        self.head = RegressionHead(self.perceiver.summary_dim, config.num_labels, config.dropout)
+        self.head = SequenceHead(self.perceiver.summary_dim, config.num_labels, config.dropout)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -764,7 +769,7 @@ class _SingleSequencePerceiverForRegression(PerceiverExpressionPreTrainedModel):
     ) -> SequenceClassifierOutput:
         _, summary = self.perceiver(input_ids, attention_mask, features)
         logits = self.head(summary)
-        loss = None if labels is None else regression_loss(self.config, logits, labels)
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
@@ -774,7 +779,7 @@ class DNAPerceiverModel(_SingleSequencePerceiverModel):
     config_class = DNAPerceiverConfig
 
 
-class DNAPerceiverForSequenceClassification(_SingleSequencePerceiverForRegression):
+class DNAPerceiverForSequenceClassification(_SingleSequencePerceiverForSequenceClassification):
     """DNAPerceiver with a regression head (`num_labels` outputs, MSE loss): mRNA level from the promoter."""
 
     config_class = DNAPerceiverConfig
@@ -786,37 +791,53 @@ class ProteinPerceiverModel(_SingleSequencePerceiverModel):
     config_class = ProteinPerceiverConfig
 
 
-class ProteinPerceiverForSequenceClassification(_SingleSequencePerceiverForRegression):
+class ProteinPerceiverForSequenceClassification(_SingleSequencePerceiverForSequenceClassification):
     """ProteinPerceiver with a regression head (`num_labels` outputs, MSE loss): protein level from sequence."""
 
     config_class = ProteinPerceiverConfig
 
 
+# Checkpoints written while the Protein&DNA head held its encoders under `model.` (the other families' heads and
+# every base model hold them at the top level); read into today's layout, which is what they are saved in again.
+PROTEIN_DNA_HEAD_KEY_MAPPING = {r"^model\.(perceiver|protein_perceiver)\.": r"\1."}
+
+
 class ProteinDNAPerceiverPreTrainedModel(PerceiverExpressionPreTrainedModel):
+    """The Protein&DNA family: a promoter encoder (`perceiver`) and a protein encoder (`protein_perceiver`), held
+    under the same names by the base model and the head, so either checkpoint loads into the other."""
+
     config_class = ProteinDNAPerceiverConfig
-
-
-class ProteinDNAPerceiverModel(ProteinDNAPerceiverPreTrainedModel):
-    """A promoter encoder and a protein encoder side by side; their summaries are concatenated."""
 
     def __init__(self, config: ProteinDNAPerceiverConfig):
         super().__init__(config)
         self.perceiver = PerceiverEncoder(config.dna_config)
         self.protein_perceiver = PerceiverEncoder(config.protein_config)
         self.summary_dim = self.perceiver.summary_dim + self.protein_perceiver.summary_dim
-        self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args, key_mapping: dict[str, str] | None = None, **kwargs):
+        """`PreTrainedModel.from_pretrained`, also reading checkpoints of the earlier head layout (`model.`)."""
+        key_mapping = {**PROTEIN_DNA_HEAD_KEY_MAPPING, **(key_mapping or {})}
+        loaded = super().from_pretrained(*args, key_mapping=key_mapping, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        # transformers reverses a load's renaming when saving; the earlier layout is read, never written.
+        model._weight_conversions = [
+            conversion
+            for conversion in getattr(model, "_weight_conversions", None) or []
+            if conversion._original_source_patterns != list(PROTEIN_DNA_HEAD_KEY_MAPPING)
+        ] or None
+        return loaded
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.perceiver.embedding.token_embedding
 
-    def forward(
+    def encode(
         self,
         input_ids: torch.Tensor,
         protein_input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        protein_attention_mask: torch.Tensor | None = None,
-        features: torch.Tensor | None = None,
-        **kwargs,
+        attention_mask: torch.Tensor | None,
+        protein_attention_mask: torch.Tensor | None,
+        features: torch.Tensor | None,
     ) -> PerceiverExpressionOutput:
         latents, summary = self.perceiver(input_ids, attention_mask, features)
         protein_latents, protein_summary = self.protein_perceiver(protein_input_ids, protein_attention_mask)
@@ -827,6 +848,25 @@ class ProteinDNAPerceiverModel(ProteinDNAPerceiverPreTrainedModel):
         )
 
 
+class ProteinDNAPerceiverModel(ProteinDNAPerceiverPreTrainedModel):
+    """A promoter encoder and a protein encoder side by side; their summaries are concatenated."""
+
+    def __init__(self, config: ProteinDNAPerceiverConfig):
+        super().__init__(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        protein_input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        protein_attention_mask: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        **kwargs,
+    ) -> PerceiverExpressionOutput:
+        return self.encode(input_ids, protein_input_ids, attention_mask, protein_attention_mask, features)
+
+
 class ProteinDNAPerceiverForSequenceClassification(ProteinDNAPerceiverPreTrainedModel):
     """Protein&DNAPerceiver with a regression head; `num_labels=2` predicts mRNA and protein levels together."""
 
@@ -834,12 +874,8 @@ class ProteinDNAPerceiverForSequenceClassification(ProteinDNAPerceiverPreTrained
 
     def __init__(self, config: ProteinDNAPerceiverConfig):
         super().__init__(config)
-        self.model = ProteinDNAPerceiverModel(config)
-        self.head = RegressionHead(self.model.summary_dim, config.num_labels, config.dropout)
+        self.head = SequenceHead(self.summary_dim, config.num_labels, config.dropout)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.get_input_embeddings()
 
     def forward(
         self,
@@ -851,9 +887,9 @@ class ProteinDNAPerceiverForSequenceClassification(ProteinDNAPerceiverPreTrained
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
-        outputs = self.model(input_ids, protein_input_ids, attention_mask, protein_attention_mask, features)
+        outputs = self.encode(input_ids, protein_input_ids, attention_mask, protein_attention_mask, features)
         logits = self.head(outputs.pooler_output)
-        loss = None if labels is None else regression_loss(self.config, logits, labels)
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
