@@ -442,6 +442,52 @@ class AttentionPool(nn.Module):
         return pooled, pooled_mask(mask, self.pool_size)
 
 
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """`nn.BatchNorm1d` whose training statistics are taken over the valid positions of the whole batch, on every
+    process of a distributed run together: padding and the split of a batch across ranks leave training as it
+    is on one process. Same parameters and buffers as `nn.BatchNorm1d`; evaluation uses the running statistics.
+
+    The input is zero at padded positions (every stage of the branch keeps it so), so sums over all positions are
+    sums over the valid ones. Across ranks the per-channel sums, sums of squares and counts are all-reduced with
+    autograd's all-reduce, whose backward all-reduces their gradients, as SyncBatchNorm's does, on any backend."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        distributed = self.training and across_processes()
+        if not self.training or (mask is None and not distributed):
+            return super().forward(x)
+        total, squares = x.sum(dim=(0, 2)), x.square().sum(dim=(0, 2))
+        count = x.new_full((1,), x.shape[0] * x.shape[2]) if mask is None else mask.sum().to(x.dtype).reshape(1)
+        if distributed:
+            total, squares, count = all_reduce_sum(torch.cat([total, squares, count])).split([x.shape[1]] * 2 + [1])
+        mean = total / count
+        variance = (squares / count - mean.square()).clamp_min(0.0)
+        self.update_running_statistics(mean, variance, count)
+        scale = torch.rsqrt(variance + self.eps) * self.weight
+        return (x - mean[:, None]) * scale[:, None] + self.bias[:, None]
+
+    @torch.no_grad()
+    def update_running_statistics(self, mean: torch.Tensor, variance: torch.Tensor, count: torch.Tensor) -> None:
+        """As `nn.BatchNorm1d` updates them: the running variance is the unbiased one."""
+        self.num_batches_tracked.add_(1)
+        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        unbiased = variance * (count / (count - 1).clamp_min(1.0))
+        self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
+        self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
+
+
+def across_processes() -> bool:
+    """Whether a process group of more than one process is running (DDP)."""
+    distributed = torch.distributed
+    return distributed.is_available() and distributed.is_initialized() and distributed.get_world_size() > 1
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over the processes, differentiable: the backward sums the gradients over the processes too."""
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(tensor)
+
+
 class ResidualConv(nn.Module):
     """x + Conv(GELU(BatchNorm(x))), Enformer's conv block inside a residual; padded positions kept at zero.
 
@@ -450,11 +496,11 @@ class ResidualConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
         super().__init__()
-        self.norm = nn.BatchNorm1d(in_channels)
+        self.norm = MaskedBatchNorm1d(in_channels)
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding="same")
 
     def block(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        normed = self.norm(x)
+        normed = self.norm(x, mask)
         # Without autograd (which keeps the GELU's input), the GELU runs in place.
         hidden = F.gelu(normed) if torch.is_grad_enabled() else torch.ops.aten.gelu_(normed)
         if mask is None:
