@@ -686,22 +686,6 @@ class PerceiverEncoder(nn.Module):
         return latents, torch.cat([summary, branch], dim=-1)
 
 
-# Class names written into `config.auto_map`, so a saved checkpoint loads with `trust_remote_code=True` alone.
-AUTO_CLASS_NAMES = {
-    "dna_perceiver": ("DNAPerceiverConfig", "DNAPerceiverModel", "DNAPerceiverForSequenceClassification"),
-    "protein_perceiver": (
-        "ProteinPerceiverConfig",
-        "ProteinPerceiverModel",
-        "ProteinPerceiverForSequenceClassification",
-    ),
-    "protein_dna_perceiver": (
-        "ProteinDNAPerceiverConfig",
-        "ProteinDNAPerceiverModel",
-        "ProteinDNAPerceiverForSequenceClassification",
-    ),
-}
-
-
 class PerceiverExpressionPreTrainedModel(PreTrainedModel):
     config_class = PerceiverExpressionConfig
     base_model_prefix = "perceiver"
@@ -714,11 +698,12 @@ class PerceiverExpressionPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        config_name, model_name, head_name = AUTO_CLASS_NAMES[self.config.model_type]
+        # Class names written into `config.auto_map`, so a saved checkpoint loads with `trust_remote_code=True`.
+        config_class, model_class, head_class = MODEL_CLASSES[self.config.model_type]
         self.config.auto_map = {
-            "AutoConfig": f"configuration_expression_perceiver.{config_name}",
-            "AutoModel": f"modeling_expression_perceiver.{model_name}",
-            "AutoModelForSequenceClassification": f"modeling_expression_perceiver.{head_name}",
+            "AutoConfig": f"configuration_expression_perceiver.{config_class.__name__}",
+            "AutoModel": f"modeling_expression_perceiver.{model_class.__name__}",
+            "AutoModelForSequenceClassification": f"modeling_expression_perceiver.{head_class.__name__}",
         }
         return super().save_pretrained(save_directory, *args, **kwargs)
 
@@ -938,6 +923,17 @@ class ProteinDNAPerceiverForSequenceClassification(ProteinDNAPerceiverPreTrained
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
+
+# Each family's configuration, base model and model with head (`families.py` adds tokenizers and alphabets).
+MODEL_CLASSES = {
+    "dna_perceiver": (DNAPerceiverConfig, DNAPerceiverModel, DNAPerceiverForSequenceClassification),
+    "protein_perceiver": (ProteinPerceiverConfig, ProteinPerceiverModel, ProteinPerceiverForSequenceClassification),
+    "protein_dna_perceiver": (
+        ProteinDNAPerceiverConfig,
+        ProteinDNAPerceiverModel,
+        ProteinDNAPerceiverForSequenceClassification,
+    ),
+}
 
 __all__ = [
     "PerceiverExpressionOutput",
