@@ -16,22 +16,27 @@ generated set. The noise bounds the achievable r2 at about 0.92 (about 0.79 from
 
 Positional promoters (`generate_positional_promoters`): a check of the masking study, whose ablations remove the
 first half, the middle half [0.25, 0.75) or the last half of each window (TSS at `length // 2`). Background bases
-are uniform (GC 0.5, the same for every gene, so base composition tells nothing about the label) and two elements
-are planted at known places, given as fractions of the window so that any length of at least 1,000 works:
+are uniform (GC 0.5, the same for every gene) and two elements sit at known places, given as fractions of the
+window so that any length of at least 1,000 works: in each element's region the gene's bases are drawn with its own
+GC content, uniform in [0.3, 0.7] and independent between the two regions,
 
-    upstream    TATAAA copies (Poisson, mean 2) within [0.05, 0.20) x length   (20,000 bases: TSS -9,000..-6,000)
-    downstream  GGGCGG copies (Poisson, mean 2) within [0.80, 0.95) x length   (20,000 bases: TSS +6,000..+9,000)
+    upstream    GC-varying region within [0.05, 0.20) x length   (20,000 bases: TSS -9,000..-6,000)
+    downstream  GC-varying region within [0.80, 0.95) x length   (20,000 bases: TSS +6,000..+9,000)
 
-    label = 0.8 z(upstream motifs in their region) + 0.8 z(downstream motifs in their region) + noise,
+    label = 0.8 z(GC fraction of the upstream region) - 0.8 z(GC fraction of the downstream region) + noise,
             noise ~ N(0, 0.4^2)
 
-with counts measured on the final sequence and z() over the generated set, as for the promoters above. The eight
-features are standard normal and do not enter the label, so any effect of masking is purely positional. With
-noise 0.4 the ceiling r2 is 1.28 / 1.44, about 0.89, and each element alone explains half the signal (about 0.44).
-Expected outcome: masking the first half removes the upstream element and the last half the downstream one (r2
-falls towards 0.44 each), masking the middle removes neither (r2 stays at the ceiling). Xpresso's best window
-(indices 3,000..13,500 of 20,000) holds none of the downstream region and a third of the upstream one: prepare this
-set with the full window.
+with the fractions measured on the final sequence and z() over the generated set, as for the promoters above. A
+composition any convolution reads at once, rather than a rare motif, so that a tiny model finds both elements in a
+few epochs and the check measures where the signal is, not how hard it is to learn. The two regions count with
+opposite signs, so the window's overall composition (what a k-mer baseline sees) tells almost nothing: a model must
+read where the GC is. The eight features are
+standard normal and do not enter the label, so any effect of masking is purely positional. With noise 0.4 the
+ceiling r2 is 1.28 / 1.44, about 0.89, and each element alone explains half the signal (about 0.44). Expected
+outcome: masking the first half removes the upstream element and the last half the downstream one (r2 falls
+towards 0.44 each), masking the middle removes neither (r2 stays at the ceiling). Xpresso's best window (indices
+3,000..13,500 of 20,000) holds none of the downstream region and a third of the upstream one: prepare this set with
+the full window.
 `generate xpresso` writes it as Xpresso HDF5 files (20,000 bases, TSS at 10,000).
 
 Proteins (`generate_proteins`): lengths U(100, 1,000), each protein's amino-acid composition a Dirichlet draw
@@ -131,35 +136,45 @@ def generate_promoters(num_genes: int, length: int = 2_000, seed: int = 0, noise
 
 
 @dataclass(frozen=True)
-class PlantedElement:
-    """A motif planted a Poisson number of times within a region given as fractions [start, end) of the window."""
+class CompositionElement:
+    """A region, given as fractions [start, end) of the window, whose bases have a per-gene GC content."""
 
     name: str
-    motif: bytes
     region: tuple[float, float]
-    mean_copies: float = 2.0
+    gc_range: tuple[float, float] = (0.3, 0.7)
     weight: float = 0.8
 
     def bounds(self, length: int) -> tuple[int, int]:
         """The region in bases of a `length`-base window."""
         return round(self.region[0] * length), round(self.region[1] * length)
 
-    def count(self, sequences: np.ndarray) -> np.ndarray:
-        """Occurrences of the motif lying wholly inside the region, per row of a (genes, length) byte array."""
+    def draw(self, sequences: np.ndarray, rng) -> None:
+        """Redraws the region of each row of a (genes, length) byte array with a GC content of its own, in place."""
         start, end = self.bounds(sequences.shape[1])
-        return count_motif(sequences, self.motif, start, end - len(self.motif) + 1)
+        gc = rng.uniform(*self.gc_range, size=(len(sequences), 1))
+        strong = rng.random((len(sequences), end - start)) < gc  # G or C with probability gc, else A or T
+        pair = rng.integers(0, 2, size=strong.shape)  # which of the two
+        sequences[:, start:end] = np.where(strong, STRONG_BASES[pair], WEAK_BASES[pair])
+
+    def gc_fraction(self, sequences: np.ndarray) -> np.ndarray:
+        """GC fraction of the region, per row of a (genes, length) byte array."""
+        start, end = self.bounds(sequences.shape[1])
+        region = sequences[:, start:end]
+        return ((region == ord("G")) | (region == ord("C"))).mean(axis=1)
 
 
+STRONG_BASES = np.frombuffer(b"GC", dtype=np.uint8)
+WEAK_BASES = np.frombuffer(b"AT", dtype=np.uint8)
 POSITIONAL_ELEMENTS = (
-    PlantedElement("upstream", TATA_BOX, (0.05, 0.20)),
-    PlantedElement("downstream", b"GGGCGG", (0.80, 0.95)),
+    CompositionElement("upstream", (0.05, 0.20)),
+    CompositionElement("downstream", (0.80, 0.95), weight=-0.8),
 )
 
 
 def generate_positional_promoters(
     num_genes: int, length: int = 20_000, seed: int = 0, noise: float = 0.4
 ) -> SyntheticSet:
-    """Windows whose label depends only on two elements planted at known distances from the TSS (module doc)."""
+    """Windows whose label depends only on two regions' composition at known distances from the TSS (module doc)."""
     if num_genes < 1:
         raise ValueError(f"num_genes must be at least 1, got {num_genes}")
     if length < 1_000:
@@ -167,9 +182,9 @@ def generate_positional_promoters(
     rng = np.random.default_rng(seed)
     sequences = NUCLEOTIDES[rng.integers(0, 4, size=(num_genes, length), dtype=np.uint8)]
     for element in POSITIONAL_ELEMENTS:
-        plant(sequences, element.motif, rng.poisson(element.mean_copies, num_genes), *element.bounds(length), rng)
+        element.draw(sequences, rng)
 
-    signal = sum(element.weight * standardise(element.count(sequences)) for element in POSITIONAL_ELEMENTS)
+    signal = sum(element.weight * standardise(element.gc_fraction(sequences)) for element in POSITIONAL_ELEMENTS)
     features = rng.standard_normal((num_genes, NUM_HALF_LIFE_FEATURES)).astype(np.float32)
     label = signal + rng.normal(0.0, noise, num_genes)
     return SyntheticSet(

@@ -92,6 +92,8 @@ def finish_cell(cell: Cell, returncode: int, log_file=None) -> bool:
         log_file.close()
     if returncode == 0 and (Path(cell.output_dir) / RESULTS_FILE).is_file():
         return True
+    if output_dir_in_use(cell.output_dir):  # refused: another runner's live run holds the folder
+        return False
     tail = last_lines(Path(cell.output_dir) / LOG_FILE, 30)
     error = next((line for line in reversed(tail) if "error" in line.lower()), tail[-1] if tail else "no output")
     failure = {"returncode": returncode, "error": error.strip(), "log_tail": tail}

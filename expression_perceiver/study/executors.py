@@ -114,7 +114,12 @@ def run_on_slots(study: Study, slots: list[Slot], report: Callable[[str], None] 
     free = list(slots)
     while queue or running:
         while queue and free:
-            state, slot = queue.pop(0), free.pop(0)
+            state = queue.pop(0)
+            now = cell_state(state.cell, slots[0].processes)  # another runner may have run or taken it since
+            if now.state not in (LEFT, FAILED):
+                progress.move(state.state, now.state)
+                continue
+            slot = free.pop(0)
             running[slot.name] = (start_cell(state.cell, slot.environment, slot.processes, slot.threads), state, slot)
             progress.move(state.state, "running")
         time.sleep(poll_s)
@@ -124,9 +129,10 @@ def run_on_slots(study: Study, slots: list[Slot], report: Callable[[str], None] 
             del running[name]
             free.append(slot)
             succeeded = finish_cell(state.cell, process.returncode, process.log)
-            state.state = DONE if succeeded else FAILED
+            # A run that lost the folder to another runner's live run is not a failure of the cell.
+            state.state = DONE if succeeded else cell_state(state.cell, slots[0].processes).state
             progress.move("running", state.state)
-            if not succeeded:
+            if state.state == FAILED:
                 report(f"  {state.cell.name} failed (exit {process.returncode}); see {state.cell.output_dir}/train.log")
     return dict(progress.counts)
 

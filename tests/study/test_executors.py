@@ -10,9 +10,18 @@ import pytest
 import yaml
 from submitit.core.utils import DelayedSubmission
 
-from expression_perceiver.study.cells import DONE, FAILED, FAILURE_FILE, RESULTS_FILE, cell_identity, launch_command
+from expression_perceiver.study.cells import (
+    DONE,
+    FAILED,
+    FAILURE_FILE,
+    RESULTS_FILE,
+    RUNNING,
+    cell_identity,
+    launch_command,
+)
 from expression_perceiver.study.executors import SlurmOptions, cpu_slots, gpu_slots, run_on_slots, submit_slurm
 from expression_perceiver.study.spec import load_study
+from expression_perceiver.training.checkpoints import lock_output_dir
 from tests.small_models import SMALL_OVERRIDES
 
 
@@ -126,3 +135,23 @@ def test_a_failing_cell_is_recorded_and_the_study_goes_on(tmp_path):
     failure = json.loads((Path(study.cells()[1].output_dir) / FAILURE_FILE).read_text())
     assert failure["returncode"] != 0 and "covers the whole of every training sequence" in failure["error"]
     assert (Path(study.cells()[0].output_dir) / RESULTS_FILE).is_file()
+
+
+def test_a_cell_another_runner_finished_or_holds_meanwhile_is_not_started_again(tmp_path):
+    """A runner's list of cells is from its start; each cell is checked again just before it starts, so two runners
+    of one study never run a cell twice (the second one here appears while the first cell trains)."""
+    study = load_study(write_study(tmp_path, [{"name": "none"}], seeds=[0, 1, 2]))
+    first, second, third = study.cells()
+    held = []
+
+    def report(line: str) -> None:
+        if line.startswith("cells: 0 done, 1 running") and not held:  # the first cell has started
+            mark_finished(second)  # another runner finished it
+            held.append(lock_output_dir(third.output_dir))  # another runner's live run holds it
+
+    counts = run_on_slots(study, cpu_slots(1), report=report, poll_s=0.2)
+    assert {state: count for state, count in counts.items() if count} == {DONE: 2, RUNNING: 1}
+    assert (Path(first.output_dir) / RESULTS_FILE).is_file()
+    for cell in (second, third):  # never started here: no log, no failure record
+        assert not (Path(cell.output_dir) / "train.log").exists()
+        assert not (Path(cell.output_dir) / FAILURE_FILE).exists()
