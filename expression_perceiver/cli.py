@@ -3,9 +3,9 @@
 import argparse
 import sys
 
-from .baseline import add_baseline_parser
 from .data.prepare import add_prepare_parser
 from .study.command import add_study_parser
+from .training.baseline import add_baseline_parser
 from .training.trainer import HubPushFailed
 
 

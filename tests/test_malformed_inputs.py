@@ -270,26 +270,18 @@ CASES = {
     # Other commands
     "generate: no sequences": (lambda t: ["generate", "promoters", str(t / "g.tsv"), "--num", "0"], "--num"),
     "generate: negative count": (lambda t: ["generate", "promoters", str(t / "g.tsv"), "--num", "-5"], "--num"),
-    "baseline: missing label column": (lambda t: ["baseline", "--table", str(table(t))], "--label-column"),
+    "baseline: no alphabet for a table": (lambda t: ["baseline", "--table", str(table(t))], "--alphabet"),
+    "baseline: missing label column": (
+        lambda t: ["baseline", "--table", str(table(t)), "--alphabet", "dna", "--label-column", "level"],
+        "'level'",
+    ),
     "baseline: a word for a label": (
-        lambda t: [
-            "baseline",
-            "--table",
-            str(table(t, GOOD_ROWS + [["X1", "ACGT", "high"]])),
-            "--label-column",
-            "label",
-        ],
+        lambda t: ["baseline", "--table", str(table(t, GOOD_ROWS + [["X1", "ACGT", "high"]])), "--alphabet", "dna"],
         "'high', not a number",
     ),
     "baseline: a protein table read as DNA": (
-        lambda t: [
-            "baseline",
-            "--table",
-            str(table(t, GOOD_ROWS + [["P1", "MEEPQSDPSV", 1]])),
-            "--label-column",
-            "label",
-        ],
-        "not a dna letter",
+        lambda t: ["baseline", "--table", str(table(t, GOOD_ROWS + [["P1", "MEEPQSDPSV", 1]])), "--alphabet", "dna"],
+        "letter 'E'",
     ),
     "study: unknown field": (lambda t: study_file(t, colour="red"), "colour"),
     "study: bad seeds": (lambda t: study_file(t, seeds=0), "seeds"),

@@ -50,7 +50,7 @@ class SplitSpec:
     - `random`: by gene: the distinct gene ids, in order of first appearance, are permuted with
       `numpy.random.default_rng(seed).permutation`; the first `int(f_train * n)` go to train, up to
       `int((f_train + f_validation) * n)` to validation, the rest to test. All rows of a gene share a split. With
-      one row per gene this is the row split of `expression_perceiver.baseline`, so both see the same test genes.
+      one row per gene this is a seeded permutation of the rows cut at 80% and 90%.
     - `chromosomes`: leave chromosomes out: genes on `validation_chromosomes` / `test_chromosomes` (matched with or
       without a `chr` prefix) form those splits; the rest is train.
     """

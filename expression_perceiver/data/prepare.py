@@ -111,8 +111,8 @@ def _add_split_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-chromosomes", nargs="+", default=(), metavar="CHROM", help="held out for test")
 
 
-def _add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--alphabet", choices=("dna", "protein"), required=True, help="sequence letters")
+def _add_sequence_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--alphabet", choices=("dna", "protein"), required=required, help="sequence letters")
     parser.add_argument(
         "--max-length",
         type=int,
@@ -183,14 +183,9 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
     table = commands.add_parser("table", help="TSV/CSV with ids, sequences and labels -> dataset")
     table.add_argument("table", type=Path, help="TSV/CSV file, optionally gzip")
-    _add_sequence_arguments(table)
-    table.add_argument("--sequence-column", default="sequence", help="(default: %(default)s)")
-    _add_label_arguments(table)
-    table.add_argument("--feature-column", action="append", default=[], help="numeric feature column; repeatable")
-    table.add_argument("--chrom-column", help="column of chromosomes (needed by --split chromosomes)")
+    add_table_arguments(table)
     _add_protein_arguments(table)
     _add_output_arguments(table)
-    _add_split_arguments(table)
 
     fasta = commands.add_parser("fasta", help="FASTA + label table joined by id -> dataset")
     fasta.add_argument("fasta", type=Path, help="FASTA file, plain or gzip; the id is the header's first word")
@@ -203,6 +198,16 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
     prepare.set_defaults(run=run_prepare)
     return prepare
+
+
+def add_table_arguments(parser: argparse.ArgumentParser, alphabet_required: bool = True) -> None:
+    """How a sequence table is read and split: shared by `prepare table` and `baseline --table`."""
+    _add_sequence_arguments(parser, required=alphabet_required)
+    parser.add_argument("--sequence-column", default="sequence", help="(default: %(default)s)")
+    _add_label_arguments(parser)
+    parser.add_argument("--feature-column", action="append", default=[], help="numeric feature column; repeatable")
+    parser.add_argument("--chrom-column", help="column of chromosomes (needed by --split chromosomes)")
+    _add_split_arguments(parser)
 
 
 def _window(args: argparse.Namespace) -> tuple[int, int] | None:
@@ -443,10 +448,12 @@ def _joined_labels(labels_spec: LabelSpec, proteins: ProteinTable | None) -> tup
     return names, joint_label_transform(names, transforms)
 
 
-def prepare_table(args: argparse.Namespace) -> None:
-    _check_writable(args.output, args.overwrite)
+def table_dataset(
+    args: argparse.Namespace, cache_dir: Path, proteins: ProteinTable | None = None
+) -> tuple[datasets.DatasetDict, DatasetMetadata, list[ReadReport]]:
+    """The dataset `prepare table` writes, built in `cache_dir` from the options of `add_table_arguments` (and
+    proteins to join): `baseline --table` fits on exactly this, so the two never read or split a table apart."""
     labels_spec, split, name = _label_spec(args), _split_spec(args), file_label(args.table)
-    proteins = _protein_table(args)
     label_names, label_transform = _joined_labels(labels_spec, proteins)
     report = ReadReport(name)
     source = f"table {name} (ids {args.id_column}, sequences {args.sequence_column})"
@@ -455,7 +462,8 @@ def prepare_table(args: argparse.Namespace) -> None:
             f" joined by gene id with proteins {proteins.source} (ids {args.protein_id_column}, sequences "
             f"{args.protein_sequence_column})"
         )
-    _build_and_save(
+    reports = [report] if proteins is None else [report, proteins.report]
+    dataset_dict, metadata = build_dataset_dict(
         lambda: read_sequence_table(
             args.table,
             alphabet=args.alphabet,
@@ -468,9 +476,8 @@ def prepare_table(args: argparse.Namespace) -> None:
             report=report,
             proteins=proteins,
         ),
-        args.output,
-        args.overwrite,
-        reports=[report] if proteins is None else [report, proteins.report],
+        cache_dir=cache_dir,
+        reports=reports,
         alphabet=args.alphabet,
         source=source,
         label_names=label_names,
@@ -480,6 +487,16 @@ def prepare_table(args: argparse.Namespace) -> None:
         with_protein=proteins is not None,
         split=split,
     )
+    return dataset_dict, metadata, reports
+
+
+def prepare_table(args: argparse.Namespace) -> None:
+    _check_writable(args.output, args.overwrite)
+    proteins = _protein_table(args)
+    with scratch_dir_beside(args.output) as cache_dir:
+        dataset_dict, metadata, reports = table_dataset(args, cache_dir, proteins)
+        save_dataset(dataset_dict, metadata, args.output, args.overwrite)
+    _print_summary(metadata, args.output, reports)
 
 
 def prepare_fasta(args: argparse.Namespace) -> None:

@@ -1,4 +1,5 @@
-"""The Hub bundle: configurations, models and tokenizers, self-contained (torch, transformers, tokenizers)."""
+"""The Hub bundle: configurations, models and tokenizers, self-contained (torch, transformers, tokenizers), and
+the registry of the model families built from them (`families.py`, not part of the bundle)."""
 
 from .configuration_expression_perceiver import (
     DNAPerceiverConfig,
@@ -6,6 +7,7 @@ from .configuration_expression_perceiver import (
     ProteinDNAPerceiverConfig,
     ProteinPerceiverConfig,
 )
+from .families import FAMILIES, MODEL_TYPES, ModelFamily
 from .modeling_expression_perceiver import (
     DNAPerceiverForSequenceClassification,
     DNAPerceiverModel,
@@ -19,6 +21,9 @@ from .modeling_expression_perceiver import (
 from .tokenization_expression_perceiver import AminoAcidTokenizer, NucleotideTokenizer
 
 __all__ = [
+    "FAMILIES",
+    "MODEL_TYPES",
+    "ModelFamily",
     "PerceiverExpressionConfig",
     "DNAPerceiverConfig",
     "ProteinPerceiverConfig",

@@ -442,6 +442,52 @@ class AttentionPool(nn.Module):
         return pooled, pooled_mask(mask, self.pool_size)
 
 
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """`nn.BatchNorm1d` whose training statistics are taken over the valid positions of the whole batch, on every
+    process of a distributed run together: padding and the split of a batch across ranks leave training as it
+    is on one process. Same parameters and buffers as `nn.BatchNorm1d`; evaluation uses the running statistics.
+
+    The input is zero at padded positions (every stage of the branch keeps it so), so sums over all positions are
+    sums over the valid ones. Across ranks the per-channel sums, sums of squares and counts are all-reduced with
+    autograd's all-reduce, whose backward all-reduces their gradients, as SyncBatchNorm's does, on any backend."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        distributed = self.training and across_processes()
+        if not self.training or (mask is None and not distributed):
+            return super().forward(x)
+        total, squares = x.sum(dim=(0, 2)), x.square().sum(dim=(0, 2))
+        count = x.new_full((1,), x.shape[0] * x.shape[2]) if mask is None else mask.sum().to(x.dtype).reshape(1)
+        if distributed:
+            total, squares, count = all_reduce_sum(torch.cat([total, squares, count])).split([x.shape[1]] * 2 + [1])
+        mean = total / count
+        variance = (squares / count - mean.square()).clamp_min(0.0)
+        self.update_running_statistics(mean, variance, count)
+        scale = torch.rsqrt(variance + self.eps) * self.weight
+        return (x - mean[:, None]) * scale[:, None] + self.bias[:, None]
+
+    @torch.no_grad()
+    def update_running_statistics(self, mean: torch.Tensor, variance: torch.Tensor, count: torch.Tensor) -> None:
+        """As `nn.BatchNorm1d` updates them: the running variance is the unbiased one."""
+        self.num_batches_tracked.add_(1)
+        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        unbiased = variance * (count / (count - 1).clamp_min(1.0))
+        self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
+        self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
+
+
+def across_processes() -> bool:
+    """Whether a process group of more than one process is running (DDP)."""
+    distributed = torch.distributed
+    return distributed.is_available() and distributed.is_initialized() and distributed.get_world_size() > 1
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over the processes, differentiable: the backward sums the gradients over the processes too."""
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(tensor)
+
+
 class ResidualConv(nn.Module):
     """x + Conv(GELU(BatchNorm(x))), Enformer's conv block inside a residual; padded positions kept at zero.
 
@@ -450,11 +496,11 @@ class ResidualConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
         super().__init__()
-        self.norm = nn.BatchNorm1d(in_channels)
+        self.norm = MaskedBatchNorm1d(in_channels)
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding="same")
 
     def block(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        normed = self.norm(x)
+        normed = self.norm(x, mask)
         # Without autograd (which keeps the GELU's input), the GELU runs in place.
         hidden = F.gelu(normed) if torch.is_grad_enabled() else torch.ops.aten.gelu_(normed)
         if mask is None:
@@ -640,22 +686,6 @@ class PerceiverEncoder(nn.Module):
         return latents, torch.cat([summary, branch], dim=-1)
 
 
-# Class names written into `config.auto_map`, so a saved checkpoint loads with `trust_remote_code=True` alone.
-AUTO_CLASS_NAMES = {
-    "dna_perceiver": ("DNAPerceiverConfig", "DNAPerceiverModel", "DNAPerceiverForSequenceClassification"),
-    "protein_perceiver": (
-        "ProteinPerceiverConfig",
-        "ProteinPerceiverModel",
-        "ProteinPerceiverForSequenceClassification",
-    ),
-    "protein_dna_perceiver": (
-        "ProteinDNAPerceiverConfig",
-        "ProteinDNAPerceiverModel",
-        "ProteinDNAPerceiverForSequenceClassification",
-    ),
-}
-
-
 class PerceiverExpressionPreTrainedModel(PreTrainedModel):
     config_class = PerceiverExpressionConfig
     base_model_prefix = "perceiver"
@@ -668,11 +698,12 @@ class PerceiverExpressionPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        config_name, model_name, head_name = AUTO_CLASS_NAMES[self.config.model_type]
+        # Class names written into `config.auto_map`, so a saved checkpoint loads with `trust_remote_code=True`.
+        config_class, model_class, head_class = MODEL_CLASSES[self.config.model_type]
         self.config.auto_map = {
-            "AutoConfig": f"configuration_expression_perceiver.{config_name}",
-            "AutoModel": f"modeling_expression_perceiver.{model_name}",
-            "AutoModelForSequenceClassification": f"modeling_expression_perceiver.{head_name}",
+            "AutoConfig": f"configuration_expression_perceiver.{config_class.__name__}",
+            "AutoModel": f"modeling_expression_perceiver.{model_class.__name__}",
+            "AutoModelForSequenceClassification": f"modeling_expression_perceiver.{head_class.__name__}",
         }
         return super().save_pretrained(save_directory, *args, **kwargs)
 
@@ -695,8 +726,10 @@ class PerceiverExpressionPreTrainedModel(PreTrainedModel):
         return getattr(module, "config", self.config)
 
 
-def regression_loss(config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Loss of the head as Hugging Face's sequence classification models define it (MSE for regression)."""
+def sequence_classification_loss(config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Loss of the head by `config.problem_type`, as Hugging Face's sequence classification models define it: MSE
+    for regression (the default), cross-entropy for single-label and binary cross-entropy for multi-label
+    classification."""
     if config.problem_type == "regression":
         labels = labels.to(logits.dtype).view(logits.shape[0], -1)
         if labels.shape[-1] != config.num_labels:
@@ -712,7 +745,10 @@ def regression_loss(config, logits: torch.Tensor, labels: torch.Tensor) -> torch
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
-class RegressionHead(nn.Module):
+class SequenceHead(nn.Module):
+    """Dropout and a linear map from the summary vector to `num_labels` outputs: expression values under
+    regression, class logits under classification."""
+
     def __init__(self, summary_dim: int, num_labels: int, dropout: float):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
@@ -742,13 +778,13 @@ class _SingleSequencePerceiverModel(PerceiverExpressionPreTrainedModel):
         return PerceiverExpressionOutput(last_hidden_state=latents, pooler_output=summary)
 
 
-class _SingleSequencePerceiverForRegression(PerceiverExpressionPreTrainedModel):
+class _SingleSequencePerceiverForSequenceClassification(PerceiverExpressionPreTrainedModel):
     _auto_class = "AutoModelForSequenceClassification"
 
     def __init__(self, config: PerceiverExpressionConfig):
         super().__init__(config)
         self.perceiver = PerceiverEncoder(config)
-        self.head = RegressionHead(self.perceiver.summary_dim, config.num_labels, config.dropout)
+        self.head = SequenceHead(self.perceiver.summary_dim, config.num_labels, config.dropout)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -764,7 +800,7 @@ class _SingleSequencePerceiverForRegression(PerceiverExpressionPreTrainedModel):
     ) -> SequenceClassifierOutput:
         _, summary = self.perceiver(input_ids, attention_mask, features)
         logits = self.head(summary)
-        loss = None if labels is None else regression_loss(self.config, logits, labels)
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
@@ -774,7 +810,7 @@ class DNAPerceiverModel(_SingleSequencePerceiverModel):
     config_class = DNAPerceiverConfig
 
 
-class DNAPerceiverForSequenceClassification(_SingleSequencePerceiverForRegression):
+class DNAPerceiverForSequenceClassification(_SingleSequencePerceiverForSequenceClassification):
     """DNAPerceiver with a regression head (`num_labels` outputs, MSE loss): mRNA level from the promoter."""
 
     config_class = DNAPerceiverConfig
@@ -786,37 +822,53 @@ class ProteinPerceiverModel(_SingleSequencePerceiverModel):
     config_class = ProteinPerceiverConfig
 
 
-class ProteinPerceiverForSequenceClassification(_SingleSequencePerceiverForRegression):
+class ProteinPerceiverForSequenceClassification(_SingleSequencePerceiverForSequenceClassification):
     """ProteinPerceiver with a regression head (`num_labels` outputs, MSE loss): protein level from sequence."""
 
     config_class = ProteinPerceiverConfig
 
 
+# Checkpoints written while the Protein&DNA head held its encoders under `model.` (the other families' heads and
+# every base model hold them at the top level); read into today's layout, which is what they are saved in again.
+PROTEIN_DNA_HEAD_KEY_MAPPING = {r"^model\.(perceiver|protein_perceiver)\.": r"\1."}
+
+
 class ProteinDNAPerceiverPreTrainedModel(PerceiverExpressionPreTrainedModel):
+    """The Protein&DNA family: a promoter encoder (`perceiver`) and a protein encoder (`protein_perceiver`), held
+    under the same names by the base model and the head, so either checkpoint loads into the other."""
+
     config_class = ProteinDNAPerceiverConfig
-
-
-class ProteinDNAPerceiverModel(ProteinDNAPerceiverPreTrainedModel):
-    """A promoter encoder and a protein encoder side by side; their summaries are concatenated."""
 
     def __init__(self, config: ProteinDNAPerceiverConfig):
         super().__init__(config)
         self.perceiver = PerceiverEncoder(config.dna_config)
         self.protein_perceiver = PerceiverEncoder(config.protein_config)
         self.summary_dim = self.perceiver.summary_dim + self.protein_perceiver.summary_dim
-        self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args, key_mapping: dict[str, str] | None = None, **kwargs):
+        """`PreTrainedModel.from_pretrained`, also reading checkpoints of the earlier head layout (`model.`)."""
+        key_mapping = {**PROTEIN_DNA_HEAD_KEY_MAPPING, **(key_mapping or {})}
+        loaded = super().from_pretrained(*args, key_mapping=key_mapping, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        # transformers reverses a load's renaming when saving; the earlier layout is read, never written.
+        model._weight_conversions = [
+            conversion
+            for conversion in getattr(model, "_weight_conversions", None) or []
+            if conversion._original_source_patterns != list(PROTEIN_DNA_HEAD_KEY_MAPPING)
+        ] or None
+        return loaded
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.perceiver.embedding.token_embedding
 
-    def forward(
+    def encode(
         self,
         input_ids: torch.Tensor,
         protein_input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        protein_attention_mask: torch.Tensor | None = None,
-        features: torch.Tensor | None = None,
-        **kwargs,
+        attention_mask: torch.Tensor | None,
+        protein_attention_mask: torch.Tensor | None,
+        features: torch.Tensor | None,
     ) -> PerceiverExpressionOutput:
         latents, summary = self.perceiver(input_ids, attention_mask, features)
         protein_latents, protein_summary = self.protein_perceiver(protein_input_ids, protein_attention_mask)
@@ -827,6 +879,25 @@ class ProteinDNAPerceiverModel(ProteinDNAPerceiverPreTrainedModel):
         )
 
 
+class ProteinDNAPerceiverModel(ProteinDNAPerceiverPreTrainedModel):
+    """A promoter encoder and a protein encoder side by side; their summaries are concatenated."""
+
+    def __init__(self, config: ProteinDNAPerceiverConfig):
+        super().__init__(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        protein_input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        protein_attention_mask: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        **kwargs,
+    ) -> PerceiverExpressionOutput:
+        return self.encode(input_ids, protein_input_ids, attention_mask, protein_attention_mask, features)
+
+
 class ProteinDNAPerceiverForSequenceClassification(ProteinDNAPerceiverPreTrainedModel):
     """Protein&DNAPerceiver with a regression head; `num_labels=2` predicts mRNA and protein levels together."""
 
@@ -834,12 +905,8 @@ class ProteinDNAPerceiverForSequenceClassification(ProteinDNAPerceiverPreTrained
 
     def __init__(self, config: ProteinDNAPerceiverConfig):
         super().__init__(config)
-        self.model = ProteinDNAPerceiverModel(config)
-        self.head = RegressionHead(self.model.summary_dim, config.num_labels, config.dropout)
+        self.head = SequenceHead(self.summary_dim, config.num_labels, config.dropout)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.get_input_embeddings()
 
     def forward(
         self,
@@ -851,11 +918,22 @@ class ProteinDNAPerceiverForSequenceClassification(ProteinDNAPerceiverPreTrained
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
-        outputs = self.model(input_ids, protein_input_ids, attention_mask, protein_attention_mask, features)
+        outputs = self.encode(input_ids, protein_input_ids, attention_mask, protein_attention_mask, features)
         logits = self.head(outputs.pooler_output)
-        loss = None if labels is None else regression_loss(self.config, logits, labels)
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
+
+# Each family's configuration, base model and model with head (`families.py` adds tokenizers and alphabets).
+MODEL_CLASSES = {
+    "dna_perceiver": (DNAPerceiverConfig, DNAPerceiverModel, DNAPerceiverForSequenceClassification),
+    "protein_perceiver": (ProteinPerceiverConfig, ProteinPerceiverModel, ProteinPerceiverForSequenceClassification),
+    "protein_dna_perceiver": (
+        ProteinDNAPerceiverConfig,
+        ProteinDNAPerceiverModel,
+        ProteinDNAPerceiverForSequenceClassification,
+    ),
+}
 
 __all__ = [
     "PerceiverExpressionOutput",

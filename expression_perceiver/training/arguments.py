@@ -7,16 +7,16 @@ from typing import Literal
 import torch
 from transformers import TrainingArguments
 
-logger = logging.getLogger(__name__)
+from ..modeling import MODEL_TYPES
 
-MODEL_TYPES = ("dna_perceiver", "protein_perceiver", "protein_dna_perceiver")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class ModelArguments:
     """Which model to train: a fresh one of `model_type` (sized by `config_overrides`) or a checkpoint."""
 
-    model_type: str = field(default="dna_perceiver", metadata={"help": f"One of {', '.join(MODEL_TYPES)}."})
+    model_type: Literal[MODEL_TYPES] = field(default="dna_perceiver", metadata={"help": "The model family."})
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Checkpoint (directory or Hub id) to fine-tune instead of a fresh model."}
     )

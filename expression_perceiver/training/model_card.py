@@ -7,6 +7,8 @@ from string import Template
 
 import yaml
 
+from ..modeling import FAMILIES
+
 TEMPLATE_NAME = "expression_perceiver.md"
 METRIC_COLUMNS = ("r2", "coefficient_of_determination", "pearson", "spearman", "mse", "n")
 PREDICTS = {
@@ -117,7 +119,8 @@ def usage_snippet(facts: ModelCardFacts) -> str:
         f'model = AutoModelForSequenceClassification.from_pretrained("{facts.repo_id}", trust_remote_code=True).eval()',
         f'tokenizer = AutoTokenizer.from_pretrained("{facts.repo_id}", trust_remote_code=True)',
     ]
-    if facts.model_type == "protein_perceiver":
+    family = FAMILIES[facts.model_type]
+    if family.alphabet == "protein":
         lines.append('inputs = dict(tokenizer(["MKTAYIAKQRQISFVKSHFSRQ"], return_tensors="pt"))')
     else:
         lines.append(
@@ -125,7 +128,7 @@ def usage_snippet(facts: ModelCardFacts) -> str:
         )
     if facts.feature_names:
         lines.append(f'inputs["features"] = torch.zeros(1, {len(facts.feature_names)})  # the per-gene features')
-    if facts.model_type == "protein_dna_perceiver":
+    if family.reads_protein:
         lines += [
             "protein_tokenizer = AutoTokenizer.from_pretrained(",
             f'    "{facts.repo_id}", subfolder="protein_tokenizer", trust_remote_code=True',
@@ -143,7 +146,7 @@ def usage_snippet(facts: ModelCardFacts) -> str:
 
 
 def describe_max_length(facts: ModelCardFacts) -> str:
-    unit = "residues" if facts.model_type == "protein_perceiver" else "bases"
+    unit = "residues" if FAMILIES[facts.model_type].alphabet == "protein" else "bases"
     text = f"{facts.max_length:,} {unit}"
     if facts.protein_max_length is not None:
         text += f" (promoter) or {facts.protein_max_length:,} residues (protein)"

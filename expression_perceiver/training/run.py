@@ -25,12 +25,12 @@ from transformers import (
     set_seed,
 )
 
-from ..baseline import baseline_on_splits
 from ..data import DatasetMetadata, SplitSpec, build_dataset_dict, generate_promoters, load_dataset_dir
 from ..data.dataset_dict import owned_name, remove_abandoned
 from ..data_collators import MaskingCollator, MaskingEpochCallback
-from ..modeling import AminoAcidTokenizer
+from ..modeling import FAMILIES, AminoAcidTokenizer
 from .arguments import DataArguments, ExpressionTrainingArguments, MaskingArguments, ModelArguments
+from .baseline import baseline_on_splits
 from .checkpoints import (
     LOCK_FILE,
     RUN_IDENTITY_FILE,
@@ -182,16 +182,13 @@ def masking_collator(masking_args: MaskingArguments, tokenizer, model_type: str,
         num_spans=masking_args.mask_num_spans,
         mask_token=masking_args.mask_token,
         seed=seed,
-        protein_tokenizer=AminoAcidTokenizer() if model_type == "protein_dna_perceiver" else None,
+        protein_tokenizer=AminoAcidTokenizer() if FAMILIES[model_type].reads_protein else None,
     )
-
-
-MODEL_ALPHABETS = {"dna_perceiver": "dna", "protein_perceiver": "protein", "protein_dna_perceiver": "dna"}
 
 
 def check_alphabet(model_type: str, metadata: DatasetMetadata, data_args: DataArguments) -> None:
     """A DNA model reads promoters and a protein model proteins: the other alphabet would become unknown letters."""
-    expected = MODEL_ALPHABETS[model_type]
+    expected = FAMILIES[model_type].alphabet
     if metadata.alphabet != expected:
         where = data_args.dataset_dir or "the generated data"
         suggestion = "protein_perceiver" if metadata.alphabet == "protein" else "dna_perceiver"
@@ -414,6 +411,7 @@ def strip_prefix(metrics: dict, prefix: str) -> dict:
 def card_facts(trainer, results: dict, metadata: DatasetMetadata, collator, model_args) -> ModelCardFacts:
     args = trainer.args
     config = trainer.model.config
+    reads_protein = FAMILIES[config.model_type].reads_protein
     return ModelCardFacts(
         repo_id=args.hub_model_id or Path(args.output_dir).name,
         model_type=config.model_type,
@@ -432,12 +430,8 @@ def card_facts(trainer, results: dict, metadata: DatasetMetadata, collator, mode
         epochs=float(results["train"]["epoch"]),
         wall_time_s=results["train"]["training_seconds"],
         device=f"{results['device']} x {args.world_size}" if args.world_size > 1 else results["device"],
-        max_length=config.dna_config.max_sequence_length
-        if config.model_type == "protein_dna_perceiver"
-        else config.max_sequence_length,
-        protein_max_length=config.protein_config.max_sequence_length
-        if config.model_type == "protein_dna_perceiver"
-        else None,
+        max_length=config.dna_config.max_sequence_length if reads_protein else config.max_sequence_length,
+        protein_max_length=config.protein_config.max_sequence_length if reads_protein else None,
         feature_names=metadata.feature_names,
         baseline=results["kmer_baseline"],
     )

@@ -21,8 +21,8 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..modeling import AminoAcidTokenizer, DNAPerceiverConfig, NucleotideTokenizer
-from .arguments import MODEL_TYPES, ModelArguments
+from ..modeling import FAMILIES, MODEL_TYPES, AminoAcidTokenizer, DNAPerceiverConfig
+from .arguments import ModelArguments
 from .checkpoints import CLOCK_FILE
 from .hub_files import verified_snapshot
 from .metrics import compute_expression_metrics
@@ -49,7 +49,7 @@ class ExpressionTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         super()._save(output_dir, state_dict)
         output_dir = Path(output_dir or self.args.output_dir)
-        if self.model.config.model_type == "protein_dna_perceiver":
+        if FAMILIES[self.model.config.model_type].reads_protein:
             AminoAcidTokenizer().save_pretrained(output_dir / PROTEIN_TOKENIZER_FOLDER)
         if self.model_card is not None:
             (output_dir / "README.md").write_text(self.model_card)
@@ -136,7 +136,7 @@ def push_final_model(trainer: Trainer, commit_message: str) -> None:
 
 def tokenizer_for(model_type: str) -> PreTrainedTokenizerBase:
     """The tokenizer of a model's main input: nucleotides, or amino acids for the ProteinPerceiver."""
-    return AminoAcidTokenizer() if model_type == "protein_perceiver" else NucleotideTokenizer()
+    return FAMILIES[model_type].tokenizer()
 
 
 def parse_config_overrides(overrides: str | None) -> dict:
@@ -214,7 +214,7 @@ def build_model(
         return load_checkpoint(model_args, num_labels=num_labels, **label_scale)
     overrides = parse_config_overrides(model_args.config_overrides)
     check_config_fields(overrides, DNAPerceiverConfig)
-    if model_args.model_type == "protein_dna_perceiver":
+    if FAMILIES[model_args.model_type].reads_protein:
         encoders = {"dna_config": {**overrides, "num_features": num_features}, "protein_config": overrides}
         config = AutoConfig.for_model(model_args.model_type, num_labels=num_labels, **encoders, **label_scale)
     else:

@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 from expression_perceiver import (
@@ -106,6 +108,24 @@ REMOTE_CODE_CHECK = textwrap.dedent(
         with torch.no_grad():
             logits = model(**inputs).logits
             base(**{{k: v for k, v in inputs.items()}})
+        # Head -> base: every encoder weight of the head checkpoint is in the base model.
+        head_weights, base_weights = model.state_dict(), base.state_dict()
+        encoder_equal = set(base_weights) < set(head_weights) and all(
+            torch.equal(base_weights[key], head_weights[key]) for key in base_weights
+        )
+        # Base -> head: the base checkpoint (saved here, with its copied code) loads under the head, only the
+        # head's own weights new.
+        base.save_pretrained(folder + "_base")
+        reloaded, loading = AutoModelForSequenceClassification.from_pretrained(
+            folder + "_base", trust_remote_code=True, output_loading_info=True
+        )
+        reloaded_weights = reloaded.state_dict()
+        report[name + "_interchange"] = {{
+            "head_to_base": encoder_equal,
+            "base_to_head": all(torch.equal(reloaded_weights[key], base_weights[key]) for key in base_weights),
+            "new_in_head": sorted(loading["missing_keys"]),
+            "unexpected": sorted(loading["unexpected_keys"]),
+        }}
         report[name] = {{
             "config": type(config).__name__,
             "model_module": type(model).__module__,
@@ -132,9 +152,16 @@ def test_fresh_process_without_our_package_loads_through_remote_code(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["dna"]["config"] == "DNAPerceiverConfig"
     assert report["protein"]["tokenizer"] == "AminoAcidTokenizer"
-    for name, case in report.items():
+    for name in ["dna", "protein", "protein_dna"]:
+        case = report[name]
         assert case["model_module"].startswith("transformers_modules"), name  # the checkpoint's own code ran
         assert case["identical"], f"{name}: outputs differ from the original model's"
+        assert report[name + "_interchange"] == {
+            "head_to_base": True,
+            "base_to_head": True,
+            "new_in_head": ["head.out.bias", "head.out.weight"],
+            "unexpected": [],
+        }, name
 
 
 @pytest.mark.parametrize("name", ["dna", "protein", "protein_dna"])
@@ -160,3 +187,49 @@ def test_saved_files_and_auto_map(tmp_path):
     assert "tokenization_expression_perceiver.py" in names
     auto_map = json.loads((tmp_path / "dna" / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}
+
+
+def encoder_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value for key, value in model.state_dict().items() if not key.startswith("head.")}
+
+
+@pytest.mark.parametrize("name", ["dna", "protein", "protein_dna"])
+def test_base_and_head_checkpoints_load_into_each_other(tmp_path, name):
+    head_folder = save_checkpoints(tmp_path)[name]["folder"]
+    head = AutoModelForSequenceClassification.from_pretrained(head_folder)
+    base, loading = AutoModel.from_pretrained(head_folder, output_loading_info=True)
+    assert loading["missing_keys"] == set() and loading["unexpected_keys"] == {"head.out.bias", "head.out.weight"}
+    assert base.state_dict().keys() == encoder_weights(head).keys()
+    for key, value in base.state_dict().items():
+        assert torch.equal(value, head.state_dict()[key]), key
+
+    base.save_pretrained(tmp_path / "base")
+    from_base, loading = AutoModelForSequenceClassification.from_pretrained(tmp_path / "base", output_loading_info=True)
+    assert loading["missing_keys"] == {"head.out.bias", "head.out.weight"} and loading["unexpected_keys"] == set()
+    for key, value in base.state_dict().items():
+        assert torch.equal(value, from_base.state_dict()[key]), key
+
+
+LEGACY_PROTEIN_DNA = Path(__file__).parent.parent / "fixtures" / "protein_dna_head_model_prefix"
+
+
+def test_protein_dna_checkpoints_of_the_earlier_head_layout_still_load(tmp_path):
+    """The fixture was saved when the Protein&DNA head held its encoders under `model.`; it loads into both
+    classes with every weight, predicts what it predicted then, and is saved again in today's layout."""
+    expected = json.loads((LEGACY_PROTEIN_DNA / "expected_outputs.json").read_text())
+    inputs = {key: torch.tensor(expected[key]) for key in INPUT_NAMES}
+    head, loading = AutoModelForSequenceClassification.from_pretrained(LEGACY_PROTEIN_DNA, output_loading_info=True)
+    assert loading["missing_keys"] == set() and loading["unexpected_keys"] == set()
+    base, loading = AutoModel.from_pretrained(LEGACY_PROTEIN_DNA, output_loading_info=True)
+    assert loading["missing_keys"] == set() and loading["unexpected_keys"] == {"head.out.bias", "head.out.weight"}
+    with torch.no_grad():
+        torch.testing.assert_close(head.eval()(**inputs).logits, torch.tensor(expected["logits"]))
+        torch.testing.assert_close(base.eval()(**inputs).pooler_output, torch.tensor(expected["pooler_output"]))
+
+    head.save_pretrained(tmp_path / "resaved")
+    with safe_open(str(tmp_path / "resaved" / "model.safetensors"), "pt") as saved:
+        keys = set(saved.keys())
+    assert keys == set(head.state_dict()) and not any(key.startswith("model.") for key in keys)
+
+
+INPUT_NAMES = ["input_ids", "attention_mask", "protein_input_ids", "protein_attention_mask", "features"]

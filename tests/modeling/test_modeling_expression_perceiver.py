@@ -211,3 +211,55 @@ def test_protein_dna_model_returns_both_latents():
     assert output.last_hidden_state.shape == (2, 8, 24)
     assert output.protein_last_hidden_state.shape == (2, 8, 16)
     assert output.pooler_output.shape == (2, 32)
+
+
+def test_masked_batch_norm_takes_its_statistics_over_valid_positions_only():
+    from expression_perceiver.modeling.modeling_expression_perceiver import MaskedBatchNorm1d
+
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.arange(50)[None, :] < torch.tensor([50, 31, 7])[:, None]
+    x = (torch.randn(3, 4, 50, generator=generator) * 3 + 1) * mask[:, None, :]  # zero where padded
+    x.requires_grad_(True)
+    ours, reference = MaskedBatchNorm1d(4).train(), torch.nn.BatchNorm1d(4).train()
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 2.0, generator=generator), ours.bias.uniform_(-1, 1, generator=generator)
+    reference.load_state_dict(ours.state_dict())
+    valid = x.transpose(1, 2)[mask]  # (valid positions, channels): the plain formulation
+    expected = reference(valid)
+    out = ours(x, mask)
+    torch.testing.assert_close(out.transpose(1, 2)[mask], expected)
+    torch.testing.assert_close(ours.running_mean, reference.running_mean)
+    torch.testing.assert_close(ours.running_var, reference.running_var)
+    assert ours.num_batches_tracked == reference.num_batches_tracked == 1
+    weights = torch.randn(expected.shape, generator=generator)
+    (ours_grad,) = torch.autograd.grad((out.transpose(1, 2)[mask] * weights).sum(), x)
+    (reference_grad,) = torch.autograd.grad((expected * weights).sum(), x)
+    # Padded positions' gradients differ, and do not matter: each conv block zeroes them on the way back.
+    torch.testing.assert_close(ours_grad.transpose(1, 2)[mask], reference_grad.transpose(1, 2)[mask])
+    # Without padding and outside a process group it is nn.BatchNorm1d itself.
+    torch.testing.assert_close(ours(x), reference(x))
+
+
+def test_padding_a_batch_further_leaves_a_training_step_unchanged():
+    """With the convolutional branch on (batch norms in training mode): the loss and every gradient of a step on a
+    batch are the same whether it is padded to its longest sequence or 100 positions beyond."""
+    torch.manual_seed(0)
+    model = DNAPerceiverForSequenceClassification(small_dna_config(dropout=0.0)).train()
+    input_ids, attention_mask = random_batch(5, 10, [300, 211, 57])
+    features, labels = torch.randn(3, 8), torch.randn(3)
+
+    def step(ids, mask):
+        model.zero_grad()
+        loss = model(input_ids=ids, attention_mask=mask, features=features, labels=labels).loss
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    state = {name: value.clone() for name, value in model.state_dict().items()}
+    loss, gradients = step(input_ids, attention_mask)
+    model.load_state_dict(state)  # the first step moved the running statistics
+    padded_loss, padded_gradients = step(
+        torch.nn.functional.pad(input_ids, (0, 100)), torch.nn.functional.pad(attention_mask, (0, 100))
+    )
+    torch.testing.assert_close(padded_loss, loss)
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(padded_gradients[name], gradient, rtol=1e-4, atol=1e-6, msg=name)

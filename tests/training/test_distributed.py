@@ -13,8 +13,9 @@ from tests.hub_server import HubTestServer, client_environment
 from tests.training.test_run import TINY
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-# No dropout and no batch norm (conv branch off): the two runs then compute the same updates.
-DETERMINISTIC = TINY + ",dropout=0.0,use_conv_branch=false"
+# The default architecture, convolutional branch and its batch norms included, without dropout (whose masks each
+# rank draws for itself): the two runs then compute the same updates.
+DETERMINISTIC = TINY + ",dropout=0.0"
 
 
 def free_port() -> int:
@@ -67,7 +68,9 @@ def test_two_process_ddp_matches_one_process_and_only_rank_zero_writes(tmp_path)
     for split in ("validation", "test"):
         assert two[split]["n"] == one[split]["n"] == 16
         for name in ("r2", "mse", "pearson", "spearman"):
-            assert two[split][name] == pytest.approx(one[split][name], rel=1e-4, abs=1e-5), (split, name)
+            # Two epochs of batch-normalised training carry rounding (sums over two ranks, not one) to about 2e-4
+            # of r2; per-rank batch statistics, as plain BatchNorm1d takes them, move it by 8e-3.
+            assert two[split][name] == pytest.approx(one[split][name], rel=1e-3, abs=1e-5), (split, name)
     # Rank 1 neither pushes nor writes: the same commits as the single process, one line per test gene.
     assert ddp_commits == single_commits
     assert len((ddp / "test_predictions.tsv").read_text().splitlines()) == 17

@@ -1,24 +1,20 @@
 """The k-mer ridge baseline: counts against a naive count, ridge against the normal equations, reference figures."""
 
-import argparse
 import gzip
 import json
 
 import numpy as np
 import pytest
 
-from expression_perceiver import baseline
-from expression_perceiver.baseline import (
+from expression_perceiver.cli import main as cli
+from expression_perceiver.training import baseline
+from expression_perceiver.training.baseline import (
     ALPHABETS,
-    add_baseline_parser,
     baseline_features,
     fit_ridge_baseline,
     kmer_features,
     kmer_names,
-    read_labelled_sequences,
     ridge_path,
-    run_baseline,
-    split_indices,
 )
 from expression_perceiver.training.metrics import compute_expression_metrics
 
@@ -107,7 +103,7 @@ def test_ridge_path_solves_the_normal_equations():
 
 def test_fit_standardises_on_train_and_picks_alpha_on_validation():
     rng = np.random.default_rng(3)
-    sequences = random_sequences(rng, "ACGT", 300)
+    sequences = [sequence + "A" for sequence in random_sequences(rng, "ACGT", 300)]
     sequences = [sequence + "ACGT" for sequence in sequences]  # no empty sequence: log length stays finite
     labels = np.array([sequence.count("G") / len(sequence) for sequence in sequences]) + rng.normal(0, 0.05, 300)
     alphas = [1e-2, 1.0, 100.0, 1e4]
@@ -135,13 +131,6 @@ def test_fit_standardises_on_train_and_picks_alpha_on_validation():
     np.testing.assert_allclose(model.predict(sequences[200:]), valid @ expected + labels[:200].mean(), atol=1e-8)
 
 
-def test_split_is_a_seeded_permutation_cut_at_80_and_90_percent():
-    train, valid, test = split_indices(1001, seed=0)
-    order = np.random.default_rng(0).permutation(1001)
-    assert (len(train), len(valid), len(test)) == (800, 100, 101)
-    np.testing.assert_array_equal(np.concatenate([train, valid, test]), order)
-
-
 def write_table(path, rows: list[tuple[str, str]]) -> None:
     with gzip.open(path, "wt") as handle:
         handle.write("gene_id\tsequence\tlevel\n")
@@ -153,67 +142,70 @@ def test_cli_prints_and_writes_the_metrics(tmp_path, capsys):
     sequences = [sequence + "GG" for sequence in random_sequences(rng, "ACGTN", 400)]
     levels = [10 ** (sequence.count("G") / len(sequence) * 3 + rng.normal(0, 0.1)) for sequence in sequences]
     rows = [(sequence, f"{level:.6g}") for sequence, level in zip(sequences, levels, strict=True)]
-    rows += [("ACGT", "NA"), ("ACGT", ""), ("ACGT", "0")]
+    rows += [("ACGT", "NA"), ("ACGT", "")]
     table = tmp_path / "levels.tsv.gz"
     write_table(table, rows)
-    parser = argparse.ArgumentParser()
-    add_baseline_parser(parser.add_subparsers(dest="command"))
     output = tmp_path / "out" / "results.json"
-
-    args = parser.parse_args(
-        [
-            "baseline",
-            "--table",
-            str(table),
-            "--label-column",
-            "level",
-            "--log10",
-            "--k",
-            "1",
-            "2",
-            "--output",
-            str(output),
-        ]
-    )
-    assert args.run(args) == 0
+    arguments = ["--table", str(table), "--alphabet", "dna", "--label-column", "level", "--log10"]
+    arguments += ["--drop-missing-labels", "--k", "1", "2", "--output", str(output)]
+    assert cli(["baseline", *arguments]) == 0
 
     results = json.loads(output.read_text())
-    assert results["rows_dropped"] == {"missing_label": 2, "label_not_positive": 1}
+    assert any("missing label" in line and "2" in line for line in results["read"]), results["read"]
     assert results["split_sizes"] == {"train": 320, "validation": 40, "test": 40}
-    assert results["label"] == "log10(level)" and results["k"] == [1, 2] and results["seed"] == 0
+    assert results["label"] == "log10(level)" and results["k"] == [1, 2] and results["split"]["seed"] == 0
     assert results["test"]["r2"] > 0.5
     assert f"r2={results['test']['r2']:.3f}" in capsys.readouterr().out
 
 
-def test_reading_reports_a_missing_column(tmp_path):
+def test_a_table_is_read_and_split_exactly_as_prepare_does(tmp_path):
+    """`baseline --table f` and `baseline --dataset-dir` of `prepare table f` are the same fit on the same genes."""
+    rng = np.random.default_rng(5)
+    sequences = [sequence + "A" for sequence in random_sequences(rng, "ACGT", 300)]
+    rows = [(sequence, f"{sequence.count('A') / len(sequence) + rng.normal(0, 0.05):.6g}") for sequence in sequences]
     table = tmp_path / "levels.tsv.gz"
-    write_table(table, [("ACGT", "1.0")])
-    with pytest.raises(ValueError, match="column 'label_human' missing"):
-        read_labelled_sequences(table, "sequence", "label_human")
+    write_table(table, rows)
+    options = ["--alphabet", "dna", "--label-column", "level", "--seed", "3", "--fractions", "0.7", "0.15", "0.15"]
+    assert cli(["prepare", "table", str(table), *options, "-o", str(tmp_path / "prepared")]) == 0
+    assert cli(["baseline", "--table", str(table), *options, "--output", str(tmp_path / "table.json")]) == 0
+    prepared = ["--dataset-dir", str(tmp_path / "prepared"), "--output", str(tmp_path / "prepared.json")]
+    assert cli(["baseline", *prepared]) == 0
+    from_table, from_prepared = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("table", "prepared"))
+    assert from_table["split_sizes"] == from_prepared["split_sizes"] == {"train": 210, "validation": 45, "test": 45}
+    assert from_table["test"] == from_prepared["test"] and from_table["alpha"] == from_prepared["alpha"]
 
 
 @pytest.mark.parametrize(
     ("row", "message"),
-    [(("ACGT", "high"), "line 3 column 'level' is 'high', not a number"), (("MKWL", "1.0"), "line 3 has letter 'L'")],
+    [(("ACGT", "high"), "column 'level' is 'high', not a number"), (("MKWL", "1.0"), "letter 'L'")],
 )
-def test_baseline_reads_as_prepare_does_a_word_for_a_label_and_protein_letters_as_dna(tmp_path, row, message):
+def test_baseline_reads_as_prepare_does_a_word_for_a_label_and_protein_letters_as_dna(tmp_path, row, message, capsys):
     table = tmp_path / "levels.tsv.gz"
     write_table(table, [("ACGT", "1.0"), row])
-    with pytest.raises(ValueError, match=message):
-        read_labelled_sequences(table, "sequence", "level", alphabet="dna")
+    assert cli(["baseline", "--table", str(table), "--alphabet", "dna", "--label-column", "level"]) != 0
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_column_or_alphabet_is_one_clear_error(tmp_path, capsys):
+    table = tmp_path / "levels.tsv.gz"
+    write_table(table, [("ACGT", "1.0")])
+    assert cli(["baseline", "--table", str(table), "--alphabet", "dna", "--label-column", "label_human"]) != 0
+    assert "label_human" in capsys.readouterr().err
+    assert cli(["baseline", "--table", str(table), "--label-column", "level"]) != 0
+    assert "--alphabet" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
-    ("file_name", "label_column", "log10", "alphabet", "ks", "reference_r2"),
+    ("file_name", "options", "reference_r2"),
     [
-        ("human_proteome_paxdb.tsv.gz", "abundance_ppm", True, "protein", [1, 2], 0.303),
-        ("epd_core_promoters_xpresso.tsv.gz", "label_human", False, "dna", [1, 2, 3, 4], 0.271),
+        ("human_proteome_paxdb.tsv.gz", ["--alphabet", "protein", "--label-column", "abundance_ppm", "--log10"], 0.303),
+        ("epd_core_promoters_xpresso.tsv.gz", ["--alphabet", "dna", "--label-column", "label_human"], 0.271),
     ],
 )
-def test_reference_figures_are_reproduced(shared_data, file_name, label_column, log10, alphabet, ks, reference_r2):
-    data = read_labelled_sequences(shared_data / file_name, "sequence", label_column, log10=log10, alphabet=alphabet)
-    results = run_baseline(data.sequences, data.labels, alphabet, ks, seed=0)
-    assert results["test"]["r2"] == pytest.approx(reference_r2, abs=0.01)
+def test_reference_figures_are_reproduced(shared_data, tmp_path, file_name, options, reference_r2):
+    output = tmp_path / "results.json"
+    assert cli(["baseline", "--table", str(shared_data / file_name), *options, "--output", str(output)]) == 0
+    assert json.loads(output.read_text())["test"]["r2"] == pytest.approx(reference_r2, abs=0.01)
 
 
 def promoter_splits(num_genes: int, seed: int = 0):

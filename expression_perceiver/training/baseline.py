@@ -11,10 +11,10 @@ them, so the baseline does too: the reported baseline is ridge on k-mers, log le
 on train like the other columns), next to ridge on the features alone and on the k-mers alone, so that a report can
 tell what the sequence adds beyond the features.
 
-Splits follow the project's convention: rows shuffled with `numpy.random.default_rng(seed).permutation(n)`, then the
-first 80% train, the next 10% validation, the last 10% test. On the project's reference tables this gives test r2
-0.303 (human proteome, log10 ppm, amino-acid 1- and 2-mers) and 0.271 (EPD 60 bp promoters, Xpresso human label,
-DNA 1- to 4-mers).
+The baseline reads data only through the data layer: a prepared dataset's own splits, or a table read and split by
+`prepare table`'s own code (`data.prepare.table_dataset`: split by gene, 80/10/10 with seed 0 by default). On the
+project's reference tables this gives test r2 0.303 (human proteome, log10 ppm, amino-acid 1- and 2-mers) and 0.271
+(EPD 60 bp promoters, Xpresso human label, DNA 1- to 4-mers).
 """
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .training.metrics import compute_expression_metrics
+from ..data import DataError, load_dataset_dir
+from ..data.prepare import add_table_arguments, table_dataset
+from .metrics import compute_expression_metrics
 
 ALPHABETS = {"dna": "ACGT", "protein": "ACDEFGHIKLMNPQRSTVWY"}
 DEFAULT_ALPHAS = tuple(10.0**exponent for exponent in range(-3, 5))  # 1e-3 .. 1e4
@@ -291,106 +293,19 @@ def fit_ridge_baseline(
     )
 
 
-def split_indices(
-    n: int, seed: int = 0, fractions: tuple[float, float, float] = SPLIT_FRACTIONS
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Train, validation and test row indices: a seeded permutation cut at 80% and 90% (by default)."""
-    order = np.random.default_rng(seed).permutation(n)
-    first_cut = int(fractions[0] * n)
-    second_cut = int((fractions[0] + fractions[1]) * n)
-    return order[:first_cut], order[first_cut:second_cut], order[second_cut:]
-
-
-def run_baseline(
-    sequences: Sequence[str],
-    labels: np.ndarray,
-    alphabet: str,
-    ks: Iterable[int],
-    seed: int = 0,
-    alphas: Sequence[float] | None = None,
-) -> dict:
-    """Splits, fits on train, picks alpha on validation, and scores the test split once.
-
-    Returns a JSON-ready dict: `test` and `validation` metrics (r2 is squared Pearson), the chosen `alpha`, the
-    validation MSE per alpha, and the split sizes.
-    """
-    labels = np.asarray(labels, dtype=np.float64)
-    if len(sequences) != len(labels):
-        raise ValueError(f"{len(sequences)} sequences but {len(labels)} labels")
-    ks = tuple(sorted({int(k) for k in ks}))
-    train, valid, test = split_indices(len(labels), seed)
-    sequences = np.asarray(sequences, dtype=object)
-    model = fit_ridge_baseline(
-        sequences[train], labels[train], sequences[valid], labels[valid], alphabet, ks, alphas=alphas
-    )
-    return {
-        "alphabet": model.alphabet,
-        "k": list(ks),
-        "seed": seed,
-        "alpha": model.alpha,
-        "split_sizes": {"train": len(train), "validation": len(valid), "test": len(test)},
-        "validation_mse_by_alpha": {repr(alpha): mse for alpha, mse in model.validation_mse.items()},
-        "validation": compute_expression_metrics(model.predict(sequences[valid]), labels[valid]),
-        "test": compute_expression_metrics(model.predict(sequences[test]), labels[test]),
-    }
-
-
-@dataclass
-class LabelledSequences:
-    """Sequences and labels read from a table, with the rows left out and why."""
-
-    sequences: list[str]
-    labels: np.ndarray
-    missing_labels: int = 0
-    non_positive_labels: int = 0
-
-
-def read_labelled_sequences(
-    table: str | Path, sequence_column: str, label_column: str, log10: bool = False, alphabet: str = "dna"
-) -> LabelledSequences:
-    """Reads a TSV or CSV table (gzip or not) through the data layer's readers: one sequence and one label per row.
-
-    Rows whose label is missing (empty, NA, nan) are left out; with `log10`, so are labels <= 0, whose log is
-    undefined. Both counts are returned, and the order of the remaining rows is kept. A label that is not a number
-    (e.g. "high") or a letter outside `alphabet` is a `DataError` naming the line, as `prepare` reports it.
-    """
-    from .data.errors import file_label
-    from .data.tables import MISSING_VALUES, SequenceChecker, iter_table_rows, parse_number
-
-    checker = SequenceChecker(alphabet) if alphabet in ("dna", "protein") else None
-    kept = LabelledSequences(sequences=[], labels=np.empty(0))
-    labels = []
-    for line, row in iter_table_rows(table, [sequence_column, label_column]):
-        where = f"{file_label(table)}: line {line}"
-        if row[label_column].strip().lower() in MISSING_VALUES:
-            kept.missing_labels += 1
-            continue
-        label = parse_number(row[label_column], f"{where} column {label_column!r}")
-        if checker is not None:
-            checker.token_ids(row[sequence_column], where)
-        if log10 and label <= 0:
-            kept.non_positive_labels += 1
-            continue
-        kept.sequences.append(row[sequence_column])
-        labels.append(math.log10(label) if log10 else label)
-    kept.labels = np.array(labels, dtype=np.float64)
-    return kept
-
-
 def add_baseline_parser(subparsers) -> None:
-    """Adds `baseline`: the k-mer ridge baseline on a table, printing the metrics and writing them as JSON."""
+    """Adds `baseline`: the k-mer ridge baseline on a prepared dataset or on a table read and split exactly as
+    `prepare table` reads and splits it, printing the metrics and writing them as JSON."""
     parser = subparsers.add_parser("baseline", help="ridge regression on k-mer frequencies (the reference baseline)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--table", help="TSV/CSV (optionally .gz) with a sequence and a label column")
+    source.add_argument(
+        "--table", type=Path, help="TSV/CSV (optionally .gz), read and split with `prepare table`'s options below"
+    )
     source.add_argument(
         "--dataset-dir", help="a dataset written by `expression-perceiver prepare`: its own splits, labels, alphabet"
     )
-    parser.add_argument("--sequence-column", default="sequence")
-    parser.add_argument("--label-column", help="label column of --table")
-    parser.add_argument("--log10", action="store_true", help="regress log10(label); rows with labels <= 0 are dropped")
-    parser.add_argument("--alphabet", default="dna", help="dna, protein, or the letters themselves (--table)")
+    add_table_arguments(parser, alphabet_required=False)
     parser.add_argument("--k", type=int, nargs="+", help="k-mer sizes (default 1-4 for DNA, 1-2 for proteins)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the 80/10/10 split")
     parser.add_argument("--alphas", type=float, nargs="+", help="ridge penalties to try (default 1e-3 .. 1e4)")
     parser.add_argument("--output", type=Path, help="JSON file for the results")
     parser.set_defaults(run=run_baseline_command)
@@ -471,24 +386,22 @@ def baseline_on_splits(splits, alphabet: str, ks: Sequence[int] | None = None, a
 
 def run_baseline_command(args: argparse.Namespace) -> int:
     if args.dataset_dir is not None:
-        from .data.dataset_dict import load_dataset_dir
-
         splits, metadata = load_dataset_dir(args.dataset_dir)
         results = {"dataset_dir": str(args.dataset_dir), "label": metadata.label_names[0]}
         results.update(baseline_on_splits(splits, metadata.alphabet, args.k, args.alphas))
     else:
-        if args.label_column is None:
-            raise ValueError("--label-column is needed with --table")
-        data = read_labelled_sequences(
-            args.table, args.sequence_column, args.label_column, log10=args.log10, alphabet=args.alphabet
-        )
-        ks = args.k or DEFAULT_KMERS.get(args.alphabet, [1, 2, 3, 4])
-        results = {
-            "table": str(args.table),
-            "label": f"log10({args.label_column})" if args.log10 else args.label_column,
-            "rows_dropped": {"missing_label": data.missing_labels, "label_not_positive": data.non_positive_labels},
-            **run_baseline(data.sequences, data.labels, args.alphabet, ks, seed=args.seed, alphas=args.alphas),
-        }
+        if args.alphabet is None:
+            raise DataError("--alphabet (dna or protein) is needed with --table")
+        with tempfile.TemporaryDirectory(prefix="baseline-") as cache_dir:
+            splits, metadata, reports = table_dataset(args, Path(cache_dir))
+            label = metadata.label_names[0]
+            results = {
+                "table": str(args.table),
+                "label": f"log10({label})" if metadata.label_transform.startswith("log10") else label,
+                "split": {"method": args.split, "seed": args.seed, "fractions": list(args.fractions)},
+                "read": [line for report in reports for line in report.summary_lines()],
+                **baseline_on_splits(splits, metadata.alphabet, args.k, args.alphas),
+            }
     test = results["test"]
     print(
         f"k-mer ridge baseline ({results.get('inputs', 'k-mers')}, k={' '.join(map(str, results['k']))}, "
