@@ -35,7 +35,6 @@ from .metrics import compute_expression_metrics
 
 ALPHABETS = {"dna": "ACGT", "protein": "ACDEFGHIKLMNPQRSTVWY"}
 DEFAULT_ALPHAS = tuple(10.0**exponent for exponent in range(-3, 5))  # 1e-3 .. 1e4
-SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 DEFAULT_KMERS = {"dna": [1, 2, 3, 4], "protein": [1, 2]}  # the reference baselines' k-mer sizes
 
 # Sequences are counted in chunks of about this many letters, so memory stays bounded on 20 kb promoters.
