@@ -41,7 +41,7 @@ from expression_perceiver.modeling import (
     DNAPerceiverModel,
     NucleotideTokenizer,
 )
-from expression_perceiver.modeling import modeling_expression_perceiver as modeling
+from expression_perceiver.modeling import kernels_expression_perceiver as kernels
 
 BATCH, LENGTH = 8, 20_000
 SCALING_LENGTHS = (5_000, 10_000, 20_000, 40_000, 80_000)
@@ -220,16 +220,17 @@ def efficiency_comparison(batch: int = BATCH, length: int = LENGTH, repeats: int
     queries, width = encoder.config.num_latents * encoder.config.cross_attention_heads, encoder.config.embedding_dim
     query = torch.randn(batch, queries, width) * 0.1
     scale, eps = encoder.config.cross_attention_head_dim**-0.5, encoder.config.layer_norm_eps
+    chunk = kernels.chunk_length(batch, queries, length)
 
     def forward() -> None:
         with torch.no_grad():
-            modeling.ChunkedSequenceAttention.apply(query, tokens, positions, input_ids, None, scale, eps, 0)
+            kernels.ChunkedSequenceAttention.apply(query, tokens, positions, input_ids, None, scale, eps, 0, chunk)
 
     leaf_query, leaf_tokens, leaf_positions = (t.detach().requires_grad_() for t in (query, tokens, positions))
 
     def forward_backward() -> None:
-        out = modeling.ChunkedSequenceAttention.apply(
-            leaf_query, leaf_tokens, leaf_positions, input_ids, None, scale, eps, 0
+        out = kernels.ChunkedSequenceAttention.apply(
+            leaf_query, leaf_tokens, leaf_positions, input_ids, None, scale, eps, 0, chunk
         )
         out.sum().backward()
 
@@ -270,16 +271,15 @@ def bundle_from_revision(revision: str) -> Iterator[object]:
     with tempfile.TemporaryDirectory() as folder:
         package = Path(folder) / "bundle_at_revision"
         package.mkdir()
-        for name in ("__init__.py", "configuration_expression_perceiver.py", "modeling_expression_perceiver.py"):
-            text = subprocess.run(
-                ["git", "show", f"{revision}:expression_perceiver/modeling/{name}"],
-                cwd=REPOSITORY,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            # The package's __init__ also imports the tokenizers; the models alone are needed here.
-            (package / name).write_text("" if name == "__init__.py" else text)
+
+        def git(*arguments: str) -> str:
+            run = subprocess.run(["git", *arguments], cwd=REPOSITORY, capture_output=True, text=True, check=True)
+            return run.stdout
+
+        for path in git("ls-tree", "--name-only", revision, "expression_perceiver/modeling/").split():
+            name = Path(path).name
+            # The package's __init__ also imports the tokenizers and the registry; the models alone are needed here.
+            (package / name).write_text("" if name == "__init__.py" else git("show", f"{revision}:{path}"))
         sys.path.insert(0, folder)
         try:
             yield importlib.import_module("bundle_at_revision.modeling_expression_perceiver")
@@ -347,27 +347,6 @@ def print_full_model(results: dict, revision: str | None, batch: int, length: in
         print(f"\nLargest logit difference between the two (same weights): {results['max_abs_logit_difference']:.1e}")
 
 
-@contextlib.contextmanager
-def plain_cross_attention() -> Iterator[None]:
-    """Runs the cross-attention as first written: LayerNorm of the embedded sequence, keys and values projected,
-    multi-head SDPA (the same parameters, none of the folding or chunking)."""
-
-    def read_by(self, input_ids, mask, eps):
-        return modeling.SequenceBatch(input_ids, mask, eps, None, normalized=self(input_ids))
-
-    def forward(self, latents, sequence):
-        normed = self.sequence_norm(sequence.normalized)
-        latents = latents + self.attention(self.latent_norm(latents), normed, sequence.mask)
-        return latents + self.feed_forward(latents)
-
-    saved = modeling.SequenceEmbedding.read_by, modeling.CrossAttentionBlock.forward
-    modeling.SequenceEmbedding.read_by, modeling.CrossAttentionBlock.forward = read_by, forward
-    try:
-        yield
-    finally:
-        modeling.SequenceEmbedding.read_by, modeling.CrossAttentionBlock.forward = saved
-
-
 def synthetic_splits(num_genes: int, length: int, seed: int) -> dict[str, dict[str, torch.Tensor]]:
     """Generated promoters tokenised into train (80%) and validation (20%) tensors, labels standardised."""
     from expression_perceiver.data.synthetic import generate_promoters
@@ -394,7 +373,10 @@ def squared_pearson(predictions: torch.Tensor, labels: torch.Tensor) -> float:
 def train_run(splits: dict, variant: str, epochs: int, batch: int, seed: int) -> dict:
     """Trains the encoder-only regression model (features on) from the same initial weights and batch order."""
     length = splits["train"]["input_ids"].shape[1]
-    config = DNAPerceiverConfig(use_conv_branch=False, num_features=8, max_sequence_length=length)
+    implementation = "reference" if variant.startswith("plain") else "auto"
+    config = DNAPerceiverConfig(
+        use_conv_branch=False, num_features=8, max_sequence_length=length, sequence_attention=implementation
+    )
     torch.manual_seed(seed)
     model = DNAPerceiverForSequenceClassification(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
@@ -402,23 +384,22 @@ def train_run(splits: dict, variant: str, epochs: int, batch: int, seed: int) ->
     order = torch.Generator().manual_seed(seed)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.endswith("bf16"))
     history = []
-    with plain_cross_attention() if variant.startswith("plain") else contextlib.nullcontext():
-        for _ in range(epochs):
-            model.train()
-            losses = []
-            permutation = torch.randperm(len(train["labels"]), generator=order)
-            for first in range(0, len(permutation), batch):
-                rows = permutation[first : first + batch]
-                with autocast:
-                    loss = model(**{key: value[rows] for key, value in train.items()}).loss
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.item())
-            model.eval()
-            with torch.no_grad(), autocast:
-                predictions = model(input_ids=validation["input_ids"], features=validation["features"]).logits
-            history.append((float(np.mean(losses)), squared_pearson(predictions.float()[:, 0], validation["labels"])))
+    for _ in range(epochs):
+        model.train()
+        losses = []
+        permutation = torch.randperm(len(train["labels"]), generator=order)
+        for first in range(0, len(permutation), batch):
+            rows = permutation[first : first + batch]
+            with autocast:
+                loss = model(**{key: value[rows] for key, value in train.items()}).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        model.eval()
+        with torch.no_grad(), autocast:
+            predictions = model(input_ids=validation["input_ids"], features=validation["features"]).logits
+        history.append((float(np.mean(losses)), squared_pearson(predictions.float()[:, 0], validation["labels"])))
     return {"history": history}
 
 

@@ -2,6 +2,9 @@
 
 from transformers import PreTrainedConfig
 
+# The implementations of the cross-attention over the sequence (see `kernels_expression_perceiver.py`).
+SEQUENCE_ATTENTION_IMPLEMENTATIONS = ("auto", "reference", "folded", "chunked")
+
 # Token ids shared with `tokenization_expression_perceiver`: five special tokens, then the alphabet.
 PAD_TOKEN_ID = 0
 FIRST_LETTER_TOKEN_ID = 5
@@ -63,6 +66,15 @@ class PerceiverExpressionConfig(PreTrainedConfig):
             authors' 10,500-base window yields without this step).
         branch_dim (`int`): width of the branch vector that queries the latents and of each half of the head (64).
         layer_norm_eps (`float`): epsilon of the layer norms.
+        sequence_attention (`str`): implementation of the cross-attention over the sequence, all computing the
+            same function with the same parameters: `"reference"` (the plain formulation: keys and values
+            projected from the layer-normalised sequence, multi-head SDPA), `"folded"` (key and value projections
+            folded away, SDPA over the normalised sequence; for GPUs and `torch.compile`), `"chunked"` (the folded
+            attention in chunks of positions, nothing of the sequence's full length materialised; fastest on CPU),
+            or `"auto"` (default: `"chunked"` on CPU in eager mode, `"folded"` elsewhere). A run-time choice: set it
+            on a loaded model's config or pass it to `from_pretrained`.
+        attention_chunk_length (`int`, *optional*): positions per chunk of the `"chunked"` implementation; by
+            default sized so that one chunk's scores take about 8 MB. Changes speed and memory, not results.
         initializer_range (`float`): standard deviation of the normal initialisation of linear layers and latents.
         label_mean (`list[float]`, *optional*): training-set mean of each output; with `label_std`, the model's
             logits are standardised labels and `logits * label_std + label_mean` is in the data's units.
@@ -96,6 +108,8 @@ class PerceiverExpressionConfig(PreTrainedConfig):
     conv_pooled_positions: int = 24
     branch_dim: int = 64
     layer_norm_eps: float = 1e-5
+    sequence_attention: str = "auto"
+    attention_chunk_length: int | None = None
     initializer_range: float = 0.02
     label_mean: list[float] | None = None
     label_std: list[float] | None = None
@@ -136,6 +150,16 @@ class PerceiverExpressionConfig(PreTrainedConfig):
             raise ValueError(
                 f"{type(self).__name__}.position_encoding must be 'learnable' or 'fixed', "
                 f"got {self.position_encoding!r}"
+            )
+        if self.sequence_attention not in SEQUENCE_ATTENTION_IMPLEMENTATIONS:
+            choices = ", ".join(SEQUENCE_ATTENTION_IMPLEMENTATIONS)
+            raise ValueError(
+                f"{type(self).__name__}.sequence_attention must be one of {choices}, got {self.sequence_attention!r}"
+            )
+        chunk = self.attention_chunk_length
+        if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
+            raise ValueError(
+                f"{type(self).__name__}.attention_chunk_length must be a positive integer or None, got {chunk!r}"
             )
         if self.embedding_dim % 2:
             raise ValueError(f"{type(self).__name__}.embedding_dim must be even (sinusoids), got {self.embedding_dim}")

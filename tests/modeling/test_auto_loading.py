@@ -108,6 +108,11 @@ REMOTE_CODE_CHECK = textwrap.dedent(
         with torch.no_grad():
             logits = model(**inputs).logits
             base(**{{k: v for k, v in inputs.items()}})
+            # The kernels file came with the bundle (a relative import) and the implementation switch works.
+            kernels = sys.modules[type(model).__module__.replace("modeling_", "kernels_")]
+            encoder_config = model.config.dna_config if name == "protein_dna" else model.config
+            encoder_config.sequence_attention = "reference"
+            reference_logits = model(**inputs).logits
         # Head -> base: every encoder weight of the head checkpoint is in the base model.
         head_weights, base_weights = model.state_dict(), base.state_dict()
         encoder_equal = set(base_weights) < set(head_weights) and all(
@@ -133,6 +138,8 @@ REMOTE_CODE_CHECK = textwrap.dedent(
             # The same weights up to the last bits: some CPUs pick other kernels for a freshly initialised model's
             # memory layout than for loaded weights (seen: 2e-10 apart); a wrong or missing weight is far beyond.
             "identical": torch.allclose(logits, torch.tensor(case["logits"]), rtol=1e-5, atol=1e-7),
+            "kernels_module": kernels.__name__,
+            "reference_equal": torch.allclose(reference_logits, logits, rtol=1e-5, atol=1e-6),
         }}
     print(json.dumps(report))
     """
@@ -156,6 +163,8 @@ def test_fresh_process_without_our_package_loads_through_remote_code(tmp_path):
         case = report[name]
         assert case["model_module"].startswith("transformers_modules"), name  # the checkpoint's own code ran
         assert case["identical"], f"{name}: outputs differ from the original model's"
+        assert case["kernels_module"].startswith("transformers_modules"), name
+        assert case["reference_equal"], f"{name}: the reference implementation disagrees with the default"
         assert report[name + "_interchange"] == {
             "head_to_base": True,
             "base_to_head": True,
@@ -183,8 +192,12 @@ def test_saved_files_and_auto_map(tmp_path):
     folder = save_checkpoints(tmp_path)["dna"]["folder"]
     names = set(os.listdir(folder))
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names
-    assert {"configuration_expression_perceiver.py", "modeling_expression_perceiver.py"} <= names
-    assert "tokenization_expression_perceiver.py" in names
+    bundle = {
+        "configuration_expression_perceiver.py",
+        "modeling_expression_perceiver.py",
+        "kernels_expression_perceiver.py",
+    }
+    assert bundle <= names
     auto_map = json.loads((tmp_path / "dna" / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}
 

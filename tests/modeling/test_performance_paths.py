@@ -1,9 +1,10 @@
 """The fast paths of the modeling code against plain references: same outputs, same gradients.
 
-The cross-attention folds its key and value projections away and, on CPU, runs a chunked kernel over the sequence;
-elsewhere it runs SDPA over the layer-normalised sequence. Both are checked against the plain formulation (LayerNorm
-of the embedded sequence, keys and values projected, multi-head SDPA) with the same parameters. The attention pooling
-and masking shortcuts of the convolutional branch are checked against the formulation they replace.
+The cross-attention folds its key and value projections away and runs either a chunked kernel over the sequence or
+SDPA over the layer-normalised sequence (`config.sequence_attention`). Both are checked against the plain formulation
+(LayerNorm of the embedded sequence, keys and values projected, multi-head SDPA), written out here and shipped as the
+`"reference"` implementation, with the same parameters. The attention pooling and masking shortcuts of the
+convolutional branch are checked against the formulation they replace.
 """
 
 import math
@@ -13,21 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from expression_perceiver import DNAPerceiverConfig, DNAPerceiverForSequenceClassification
+from expression_perceiver.modeling import kernels_expression_perceiver as kernels
 from expression_perceiver.modeling import modeling_expression_perceiver as modeling
 from tests.small_models import SMALL_SIZES
 
-SMALL = {**SMALL_SIZES, "max_sequence_length": 1_000, "dropout": 0.0}
-
-
-@pytest.fixture
-def small_chunks(monkeypatch):
-    """Chunks of 16-64 positions, so that short test sequences span many chunks and a partial last one."""
-    monkeypatch.setattr(modeling, "SCORES_PER_CHUNK", 64)
-    monkeypatch.setattr(modeling, "MIN_CHUNK_LENGTH", 16)
-
-
-def force_path(monkeypatch, path: str) -> None:
-    monkeypatch.setattr(modeling, "use_chunked_attention", lambda input_ids: path == "chunked")
+# Chunks of 48 positions, so that short test sequences span many chunks and a partial last one.
+SMALL = {**SMALL_SIZES, "max_sequence_length": 1_000, "dropout": 0.0, "attention_chunk_length": 48}
 
 
 def padded_batch(lengths: list[int], seed: int = 0, low: int = 5, high: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +45,7 @@ def fast_cross_attention(
     model, latents: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor | None
 ) -> torch.Tensor:
     encoder = model.perceiver
-    sequence = encoder.embedding.read_by(input_ids, mask, model.config.layer_norm_eps)
+    sequence = encoder.embedding.read_by(input_ids, mask, model.config)
     return encoder.layers[0].cross_attention(latents, sequence)
 
 
@@ -78,28 +70,28 @@ def assert_same(fast, plain, tolerance: float = 1e-5) -> None:
         torch.testing.assert_close(fast_grads[name], plain_grad, rtol=10 * tolerance, atol=tolerance * scale, msg=name)
 
 
-@pytest.mark.parametrize("path", ["chunked", "sdpa"])
+@pytest.mark.parametrize("path", ["chunked", "folded", "reference"])
 @pytest.mark.parametrize("heads", [1, 3])
 @pytest.mark.parametrize("padded", [True, False])
-def test_folded_cross_attention_equals_plain_attention(monkeypatch, small_chunks, path, heads, padded):
+def test_every_cross_attention_implementation_equals_plain_attention(path, heads, padded):
     torch.manual_seed(0)
-    model = DNAPerceiverForSequenceClassification(DNAPerceiverConfig(**SMALL, cross_attention_heads=heads))
+    config = DNAPerceiverConfig(**SMALL, cross_attention_heads=heads, sequence_attention=path)
+    model = DNAPerceiverForSequenceClassification(config)
     lengths = [300, 171, 1] if padded else [300] * 3
     input_ids, mask = padded_batch(lengths)
     input_ids[0, 5] = 0  # a padding token at a valid position: its embedding row must get no gradient either way
     mask = mask if padded else None
     latents = torch.randn(3, 8, 16)
-    force_path(monkeypatch, path)
     fast = outputs_and_gradients(model, fast_cross_attention, latents, input_ids, mask)
     plain = outputs_and_gradients(model, plain_cross_attention, latents, input_ids, mask)
     assert_same(fast, plain)
     assert fast[1]["perceiver.embedding.token_embedding.weight"][0].abs().max() == 0
 
 
-def test_chunked_kernel_shifts_scores_too_large_to_exponentiate(monkeypatch, small_chunks):
+def test_chunked_kernel_shifts_scores_too_large_to_exponentiate():
     """Scores of several hundred overflow exp(); the kernel then subtracts each row's maximum first."""
     torch.manual_seed(0)
-    model = DNAPerceiverForSequenceClassification(DNAPerceiverConfig(**SMALL))
+    model = DNAPerceiverForSequenceClassification(DNAPerceiverConfig(**SMALL, sequence_attention="chunked"))
     with torch.no_grad():
         model.perceiver.layers[0].cross_attention.attention.to_query.weight.mul_(5_000.0)
     input_ids, mask = padded_batch([250, 90])
@@ -107,13 +99,19 @@ def test_chunked_kernel_shifts_scores_too_large_to_exponentiate(monkeypatch, sma
     fast = outputs_and_gradients(model, fast_cross_attention, latents, input_ids, mask)
     plain = outputs_and_gradients(model, plain_cross_attention, latents, input_ids, mask)
     assert_same(fast, plain, tolerance=1e-4)  # scores of hundreds: float32 rounding is 1e-5 of them
-    monkeypatch.setattr(modeling, "UNSHIFTED_SCORE_LIMIT", math.inf)  # without the shift, exp() overflows
-    assert not torch.isfinite(fast_cross_attention(model, latents, input_ids, mask)).all()
+    # The same inputs to the kernel with the shift never taken: exp() overflows.
+    sequence = model.perceiver.embedding.read_by(input_ids, mask, model.config)
+    query = torch.randn(2, 8, 32) * 50.0
+    arguments = (sequence.token_table, sequence.position_table, input_ids, mask, 1.0, sequence.eps, 0, 48)
+    assert torch.isfinite(kernels.ChunkedSequenceAttention.apply(query, *arguments)).all()
+    assert not torch.isfinite(kernels.ChunkedSequenceAttention.apply(query, *arguments, math.inf)).all()
 
 
 def test_chunked_kernel_with_fixed_positions_and_one_chunk():
     torch.manual_seed(0)
-    model = DNAPerceiverForSequenceClassification(DNAPerceiverConfig(**SMALL, position_encoding="fixed"))
+    config = DNAPerceiverConfig(**SMALL, position_encoding="fixed", sequence_attention="chunked")
+    config.attention_chunk_length = None  # sized automatically: one chunk for 120 positions
+    model = DNAPerceiverForSequenceClassification(config)
     input_ids, _ = padded_batch([120, 120])
     latents = torch.randn(2, 8, 16)
     fast = outputs_and_gradients(model, fast_cross_attention, latents, input_ids, None)
@@ -121,25 +119,35 @@ def test_chunked_kernel_with_fixed_positions_and_one_chunk():
     assert_same(fast, plain)
 
 
-@pytest.mark.parametrize("path", ["chunked", "sdpa"])
-def test_whole_model_training_step_matches_across_paths(monkeypatch, small_chunks, path):
-    """Both sequence paths give the same loss and gradients for the whole model (conv branch included)."""
+def test_whole_model_training_step_matches_across_implementations():
+    """Every sequence attention gives the same loss and gradients for the whole model (conv branch included)."""
     torch.manual_seed(0)
     model = DNAPerceiverForSequenceClassification(DNAPerceiverConfig(**SMALL, num_features=8, num_layers=2))
     input_ids, mask = padded_batch([400, 333, 20])
     batch = dict(input_ids=input_ids, attention_mask=mask.long(), features=torch.randn(3, 8), labels=torch.randn(3))
     results = {}
-    for name in ("chunked", "sdpa"):
-        force_path(monkeypatch, name)
+    for name in ("reference", "folded", "chunked"):
+        model.config.sequence_attention = name
         model.zero_grad(set_to_none=True)
         loss = model(**batch).loss
         loss.backward()
         results[name] = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
-    torch.testing.assert_close(results["chunked"][0], results["sdpa"][0], rtol=1e-5, atol=1e-6)
-    for name, grad in results["sdpa"][1].items():
-        torch.testing.assert_close(
-            results["chunked"][1][name], grad, rtol=1e-4, atol=1e-5 * grad.abs().max().item() + 1e-9
-        )
+    reference_loss, reference_grads = results.pop("reference")
+    for loss, grads in results.values():
+        torch.testing.assert_close(loss, reference_loss, rtol=1e-5, atol=1e-6)
+        assert grads.keys() == reference_grads.keys()
+        for name, grad in reference_grads.items():
+            torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-5 * grad.abs().max().item() + 1e-9)
+
+
+def test_auto_runs_the_chunked_kernel_on_cpu_and_rejects_unknown_implementations():
+    input_ids, _ = padded_batch([10])
+    assert kernels.resolve_sequence_attention("auto", input_ids) == "chunked"
+    assert kernels.resolve_sequence_attention("folded", input_ids) == "folded"
+    with pytest.raises(ValueError, match="sequence_attention must be one of auto, reference, folded, chunked"):
+        DNAPerceiverConfig(sequence_attention="flash")
+    with pytest.raises(ValueError, match="attention_chunk_length"):
+        DNAPerceiverConfig(attention_chunk_length=0)
 
 
 def test_bf16_autocast_keeps_the_attention_kernels_in_float32():
@@ -204,7 +212,7 @@ def test_conv_branch_without_mask_equals_all_valid_mask():
 
 
 @pytest.mark.parametrize("padded", [True, False])
-def test_conv_branch_in_chunks_equals_whole_sequence(monkeypatch, padded):
+def test_conv_branch_in_chunks_equals_whole_sequence(padded):
     """In evaluation the stem stage runs chunk by chunk; the result is that of the whole sequence at once."""
     torch.manual_seed(0)
     branch = modeling.ConvBranch(DNAPerceiverConfig(**SMALL, num_features=8)).eval()
@@ -214,19 +222,20 @@ def test_conv_branch_in_chunks_equals_whole_sequence(monkeypatch, padded):
     input_ids, mask = padded_batch([995, 600, 13] if padded else [995] * 3)
     input_ids[1, :40] = 9  # N: an all-zero one-hot column across a chunk border
     mask = mask if padded else None
-    features = torch.randn(3, 8)
     with torch.no_grad():
-        whole = branch(input_ids, mask, features)
-        monkeypatch.setattr(modeling, "STEM_CHUNK_WINDOWS", 5)  # chunks of 60 positions, a partial last one
-        chunked = branch(input_ids, mask, features)
-    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+        whole = branch.stem_stage(input_ids, mask, 0, input_ids.shape[1])
+        in_chunks = branch.stem_in_chunks(input_ids, mask, windows=5)  # chunks of 60 positions, a partial last one
+        assert branch.stem_in_chunks(input_ids, mask)[0].shape == whole[0].shape
+    torch.testing.assert_close(in_chunks[0], whole[0], rtol=1e-5, atol=1e-6)
+    if padded:
+        assert torch.equal(in_chunks[1], whole[1])
 
 
 def test_pointwise_convolution_and_one_hot_lookup_equal_their_plain_forms():
     torch.manual_seed(0)
     x = torch.randn(3, 8, 50)
     for conv in (torch.nn.Conv1d(8, 6, 1, padding="same"), torch.nn.Conv1d(8, 6, 1, bias=False)):
-        torch.testing.assert_close(modeling.convolve(conv, x), conv(x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(kernels.convolve(conv, x), conv(x), rtol=1e-5, atol=1e-6)
     branch = modeling.ConvBranch(DNAPerceiverConfig(**SMALL))
     input_ids = torch.arange(10).repeat(3, 2)  # every token id: specials, A C G T, N
     letter = input_ids - branch.first_letter_token_id

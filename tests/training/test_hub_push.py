@@ -61,9 +61,9 @@ def test_trainer_run_pushes_and_a_fresh_process_reproduces_the_test_predictions(
     assert training.returncode == 0, training.stderr[-4000:]
 
     pushed = hub.files("org/tiny-dna")
+    bundle = [f"{part}_expression_perceiver.py" for part in ("configuration", "modeling", "kernels", "tokenization")]
     for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
-                 "modeling_expression_perceiver.py", "configuration_expression_perceiver.py",
-                 "tokenization_expression_perceiver.py", "results.json", "test_predictions.tsv"]:  # fmt: skip
+                 *bundle, "results.json", "test_predictions.tsv"]:  # fmt: skip
         assert name in pushed, f"{name} was not pushed"
     commits = hub.commits("org/tiny-dna")
     assert any("Training in progress" in commit.title for commit in commits)  # checkpoints during training

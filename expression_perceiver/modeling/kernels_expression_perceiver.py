@@ -1,0 +1,260 @@
+"""The fast paths of the Perceivers: the cross-attention over the sequence, SDPA under bf16 training on CPU, and
+the pointwise convolution and windowed softmax pooling of the convolutional branch.
+
+The cross-attention reads a narrow sequence (`embedding_dim`, 32) of up to 20,000 positions. Its key and value
+projections are folded into the query and the output (`CrossAttentionBlock.read_sequence` in the modeling file), so
+each head attends over the layer-normalised sequence itself and neither keys nor values are ever built. The
+configuration's `sequence_attention` field selects one of three implementations of the same function, with the
+same parameters:
+
+- `"reference"`: the plain formulation (LayerNorm of the embedded sequence, keys and values projected, multi-head
+  SDPA), the definition the others are tested against;
+- `"folded"`: the folded attention through `scaled_dot_product_attention` over the normalised sequence, for the
+  fused kernels of GPUs and `torch.compile`;
+- `"chunked"`: the folded attention computed chunk by chunk of positions that fit in a core's cache, the normalised
+  sequence computed on the fly (`ChunkedSequenceAttention`): no tensor of (batch, length, width) is materialised in
+  the forward or the backward pass, whose cost on CPU is as much in fresh memory as in arithmetic;
+- `"auto"` (the default): `"chunked"` on CPU in eager mode, where it is fastest, `"folded"` elsewhere.
+
+`tests/modeling/test_performance_paths.py` checks each against the reference.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class SequenceBatch:
+    """A batch of sequences as the cross-attention reads it: the embedded sequence for the reference, the
+    layer-normalised (no affine) sequence for the folded SDPA, the centred tables for the chunked kernel."""
+
+    input_ids: torch.Tensor
+    mask: torch.Tensor | None  # None when no position is padded
+    eps: float
+    padding_idx: int | None
+    embedded: torch.Tensor | None = None
+    normalized: torch.Tensor | None = None
+    token_table: torch.Tensor | None = None
+    position_table: torch.Tensor | None = None
+    chunk_length: int | None = None  # positions per chunk of the chunked kernel; None sizes them
+
+
+def resolve_sequence_attention(implementation: str, input_ids: torch.Tensor) -> str:
+    """The implementation to run: `"auto"` is the chunked kernel in CPU eager mode, the folded SDPA elsewhere (GPUs
+    and `torch.compile` have fused kernels for it)."""
+    if implementation != "auto":
+        return implementation
+    return "chunked" if input_ids.device.type == "cpu" and not torch.compiler.is_compiling() else "folded"
+
+
+# The chunked kernel: softmax(q x^T * scale) x over x = RMSNorm(token_table[ids] + position_table), both tables centred.
+# Float32 scores per chunk: 8 MB, 2,048 positions of a batch of 8 with 128 queries. Smaller chunks fit a core's L2
+# cache but gain little (measured) and multiply the operations, each a thread barrier that a busy machine makes slow.
+SCORES_PER_CHUNK = 1 << 21
+MIN_CHUNK_LENGTH = 128  # below this, per-chunk overhead outweighs the memory saved
+# exp(score) for |score| <= 30 stays far from float32 overflow and underflow, so no running maximum is needed.
+UNSHIFTED_SCORE_LIMIT = 30.0
+
+
+def chunk_length(batch: int, queries: int, length: int, fixed: int | None = None) -> int:
+    """Positions per chunk: `fixed` if given, else the power of two whose scores come closest to SCORES_PER_CHUNK
+    from below."""
+    if fixed is not None:
+        return min(length, fixed)
+    fitting = max(SCORES_PER_CHUNK // (batch * queries), 1)
+    return min(length, max(MIN_CHUNK_LENGTH, 1 << (fitting.bit_length() - 1)))
+
+
+def centred_chunk(tokens: torch.Tensor, positions: torch.Tensor, input_ids: torch.Tensor, start: int, end: int):
+    """Positions [start, end) of the centred embedded sequence, (batch, end - start, width)."""
+    return F.embedding(input_ids[:, start:end], tokens).add_(positions[start:end])
+
+
+def inverse_rms(centred: torch.Tensor, eps: float) -> torch.Tensor:
+    """1 / sqrt(mean(x^2) + eps) per position, (batch, positions, 1): the layer norm's 1/std of a centred x."""
+    norm = torch.linalg.vector_norm(centred, dim=-1, keepdim=True)
+    return norm.square_().div_(centred.shape[-1]).add_(eps).rsqrt_()
+
+
+def padded_chunks(mask: torch.Tensor | None, length: int, chunk: int) -> list[bool]:
+    """Whether each chunk holds a padded position (only those need masking)."""
+    if mask is None:
+        return [False] * len(range(0, length, chunk))
+    return [bool((~mask[:, start : start + chunk]).any()) for start in range(0, length, chunk)]
+
+
+class ChunkedSequenceAttention(torch.autograd.Function):
+    """softmax(query x^T * scale) x, where x is the layer-normalised (no affine) sum of token and position
+    embeddings, computed chunk by chunk in float32: x, its scores and their gradients never exist for the whole
+    sequence at once. The backward pass recomputes each chunk, as FlashAttention does, and folds the layer norm's
+    and the embedding's backward in, so it returns gradients for the (small) tables directly.
+
+    Scores are exponentiated without subtracting a running maximum when |score| <= `score_limit` is
+    guaranteed (|x| <= sqrt(width) after normalisation bounds them); otherwise a first pass finds each row's maximum.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        query,
+        tokens,
+        positions,
+        input_ids,
+        mask,
+        scale: float,
+        eps: float,
+        padding_idx: int | None,
+        chunk: int,
+        score_limit: float = UNSHIFTED_SCORE_LIMIT,
+    ):
+        batch, queries, width = query.shape
+        length = input_ids.shape[1]
+        starts = range(0, length, chunk)
+        padded = padded_chunks(mask, length, chunk)
+        scaled = query * scale
+        inverse = query.new_empty(batch, length, 1)  # kept for the backward pass
+        scores = query.new_empty(batch * queries * chunk)
+
+        def chunk_scores(index: int, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+            end = min(start + chunk, length)
+            x = centred_chunk(tokens, positions, input_ids, start, end)
+            inverse[:, start:end] = inverse_rms(x, eps)
+            x.mul_(inverse[:, start:end])
+            s = torch.bmm(
+                scaled, x.transpose(1, 2), out=scores[: batch * queries * (end - start)].view(batch, queries, -1)
+            )
+            if padded[index]:
+                s.masked_fill_(~mask[:, None, start:end], -math.inf)
+            return s, x
+
+        shift = None
+        if float(torch.linalg.vector_norm(scaled, dim=-1).amax()) * math.sqrt(width) > score_limit:
+            shift = torch.full((batch, queries, 1), torch.finfo(query.dtype).min, device=query.device)
+            for index, start in enumerate(starts):
+                torch.maximum(shift, chunk_scores(index, start)[0].amax(-1, keepdim=True), out=shift)
+        weighted = query.new_zeros(batch, queries, width)
+        total = query.new_zeros(batch, queries, 1)
+        for index, start in enumerate(starts):
+            s, x = chunk_scores(index, start)
+            if shift is not None:
+                s.sub_(shift)
+            s.exp_()
+            total += s.sum(-1, keepdim=True)
+            weighted.baddbmm_(s, x)
+        out = weighted / total
+        ctx.save_for_backward(scaled, tokens, positions, input_ids, mask, out, total, shift, inverse)
+        ctx.scale, ctx.padding_idx, ctx.chunk, ctx.padded = scale, padding_idx, chunk, padded
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        scaled, tokens, positions, input_ids, mask, out, total, shift, inverse = ctx.saved_tensors
+        batch, queries, width = scaled.shape
+        length, chunk = input_ids.shape[1], ctx.chunk
+        needs_tokens, needs_positions = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        # With p = e / total (e = exp(s)) and g = grad_out / total, the scores' gradient is
+        # ds = e * (g.x - delta) with delta = g.out per row. The delta terms are folded into small per-row tensors:
+        # grad q = sum_j e (g.x) x - delta * total * out, grad x = sum_i e (g.x) q + e (g - delta q).
+        grad_weighted = grad_out / total
+        row_delta = (grad_weighted * out).sum(-1, keepdim=True)
+        stacked = torch.cat([scaled, grad_weighted], dim=1)  # one product gives s and g.x together
+        paired = torch.cat([grad_weighted - row_delta * scaled, scaled], dim=1)  # pairs with [e; e * g.x]
+        grad_scaled = torch.zeros_like(scaled)
+        grad_tokens = torch.zeros_like(tokens) if needs_tokens else None
+        grad_positions = torch.empty_like(positions) if needs_positions else None
+        buffer = scaled.new_empty(batch * 2 * queries * chunk)
+        for index, start in enumerate(range(0, length, chunk)):
+            end = min(start + chunk, length)
+            x = centred_chunk(tokens, positions, input_ids, start, end).mul_(inverse[:, start:end])
+            both = torch.bmm(
+                stacked,
+                x.transpose(1, 2),
+                out=buffer[: batch * 2 * queries * (end - start)].view(batch, 2 * queries, -1),
+            )
+            weights = both[:, :queries]
+            if shift is not None:
+                weights.sub_(shift)
+            if ctx.padded[index]:
+                weights.masked_fill_(~mask[:, None, start:end], -math.inf)
+            weights.exp_()
+            grad_scaled.baddbmm_(both[:, queries:].mul_(weights), x)
+            if needs_tokens or needs_positions:
+                grad_x = torch.bmm(both.transpose(1, 2), paired)
+                # Through x = centred * inverse: grad_centred = inverse * (grad_x - x * mean(grad_x * x)).
+                dot = torch.linalg.vecdot(grad_x, x).unsqueeze_(-1)
+                grad_centred = grad_x.addcmul_(x, dot, value=-1.0 / width).mul_(inverse[:, start:end])
+                if needs_positions:
+                    torch.sum(grad_centred, 0, out=grad_positions[start:end])
+                if needs_tokens:
+                    grad_tokens.index_add_(0, input_ids[:, start:end].reshape(-1), grad_centred.view(-1, width))
+        if needs_tokens and ctx.padding_idx is not None:
+            grad_tokens[ctx.padding_idx] = 0  # as nn.Embedding(padding_idx=...) does
+        grad_query = grad_scaled.sub_(row_delta * total * out).mul_(ctx.scale)
+        return grad_query, grad_tokens, grad_positions, None, None, None, None, None, None, None
+
+
+def sequence_attention(query: torch.Tensor, sequence: SequenceBatch, scale: float) -> torch.Tensor:
+    """softmax(query x^T * scale) x over the layer-normalised sequence x: (batch, queries, width), by the folded SDPA
+    when the batch carries the normalised sequence, else by the chunked kernel."""
+    if sequence.normalized is not None:
+        x = sequence.normalized[:, None]
+        mask = None if sequence.mask is None else sequence.mask[:, None, None, :]
+        return F.scaled_dot_product_attention(query[:, None], x, x, attn_mask=mask, scale=scale)[:, 0]
+    batch, queries, _ = query.shape
+    chunk = chunk_length(batch, queries, sequence.input_ids.shape[1], sequence.chunk_length)
+    # Float32 throughout: under bf16 autocast, bf16 scores would cost precision and, on CPU, speed.
+    with torch.autocast(device_type=query.device.type, enabled=False):
+        out = ChunkedSequenceAttention.apply(
+            query.float(),
+            sequence.token_table.float(),
+            sequence.position_table.float(),
+            sequence.input_ids,
+            sequence.mask,
+            scale,
+            sequence.eps,
+            sequence.padding_idx,
+            chunk,
+        )
+    return out.to(query.dtype)
+
+
+def attention_kernel(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """SDPA, in float32 when training on CPU under bf16 autocast: there the bf16 backward kernel is about 3x slower
+    than the float32 one (the forward alone is faster in bf16 and keeps it)."""
+    if query.device.type != "cpu" or query.dtype == torch.float32 or not query.requires_grad:
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+    with torch.autocast(device_type="cpu", enabled=False):
+        out = F.scaled_dot_product_attention(query.float(), key.float(), value.float(), attn_mask=mask)
+    return out.to(query.dtype)
+
+
+def convolve(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)`; a kernel of size 1 as a matrix product over channels, which CPUs run several times faster than
+    the convolution kernel they fall back to for it (the same sums, same parameters)."""
+    if conv.kernel_size[0] != 1:
+        return conv(x)
+    out = torch.bmm(conv.weight[:, :, 0].expand(x.shape[0], -1, -1), x)  # no copies, unlike matmul's broadcast
+    return out if conv.bias is None else out.add_(conv.bias[:, None])
+
+
+def window_softmax_pool(x: torch.Tensor, logits: torch.Tensor, size: int) -> torch.Tensor:
+    """Softmax-weighted sum of `x` over consecutive windows of `size` positions (the length a multiple of `size`);
+    a window of padding only (all logits -inf) pools to 0.
+
+    The softmax is exp(logits - max) / sum, which is how softmax computes it too, written out: on CPU, softmax over
+    a last dimension of 12 is many times slower than a max pooling and elementwise operations. The max is a
+    constant shift of each window, so no gradient flows through it."""
+    peak = F.max_pool1d(logits.detach(), size).clamp_min(torch.finfo(logits.dtype).min).unsqueeze(-1)
+    x, logits = x.unflatten(-1, (-1, size)), logits.unflatten(-1, (-1, size))
+    # Without autograd, which keeps its inputs, the intermediates are reused in place.
+    grad = torch.is_grad_enabled()
+    weights = (logits - peak if grad else logits.sub_(peak)).exp_()
+    # Each window holding a valid position has exp(0) = 1 in its sum; only all-padding windows are raised to 1.
+    total = weights.sum(-1).clamp_min(1.0)
+    return (x * weights if grad else weights.mul_(x)).sum(-1).div_(total)
