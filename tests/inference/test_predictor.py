@@ -1,6 +1,9 @@
 """Predictions against the model called directly: strings and records, ensembles, units, batch sizes, crops and
 features."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
@@ -116,3 +119,23 @@ def test_embeddings_are_the_base_models_pooler_output_and_latents(models):
     expected = direct_embeddings(models["dna"], CROPPED[:2], FEATURES[:2], latents=True)
     assert latents.shape == expected.shape == (2, 8, 16 + NUM_FEATURES)
     np.testing.assert_allclose(latents, expected, atol=1e-6)
+
+
+def test_a_run_trained_in_drop_mode_reads_inputs_as_its_evaluation_did(models, tmp_path):
+    """`results.json` beside the weights names the outputs and the masking: a run that removed its first 50
+    positions (mode drop) was evaluated on inputs without them, and so is predicted."""
+    folder = tmp_path / "dropped_first"
+    shutil.copytree(models["zscore"], folder)
+    data = {
+        "alphabet": "dna", "source": "test", "label_names": ["mrna"], "label_transform": "log10(x + 0.1)",
+        "label_mean": 0.0, "label_std": 1.0, "feature_names": [], "split": {}, "counts": {},
+    }  # fmt: skip
+    masking = {"mask_strategy": "first", "mask_mode": "drop", "mask_length": 50, "mask_num_spans": 1}
+    (folder / "results.json").write_text(json.dumps({"data": data, "arguments": {"masking": masking}, "seed": 0}))
+    table = predict(SEQUENCES[:3], folder)
+    assert list(table.columns) == ["id", "predicted_mrna_zscore"]
+    expected = direct_predictions(models["zscore"], [sequence[50:] for sequence in CROPPED[:3]])
+    np.testing.assert_allclose(table["predicted_mrna_zscore"], expected[:, 0], atol=1e-6)
+    predictor = Predictor.from_pretrained(str(folder))
+    assert predictor.output_units == ["z-score (the checkpoint stores no label_mean/label_std)"]
+    assert predictor.first.describe()["evaluation_masking"].startswith("first, 50 positions removed")
