@@ -3,9 +3,7 @@ a JSON record of how they were made. `expression-perceiver predict|embed` call t
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import platform
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -18,6 +16,7 @@ import numpy as np
 
 from ..data.errors import DataError, ReadReport
 from ..data.tables import ProteinTable
+from ..training.reporting import versions
 from .inputs import (
     CropRule,
     Example,
@@ -43,18 +42,7 @@ from .writers import (
     write_json_atomically,
 )
 
-VERSION_PACKAGES = ("expression-perceiver", "torch", "transformers", "huggingface-hub", "tokenizers", "datasets")
 PATH_HINTS = ("/", "\\", ".")
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for package in VERSION_PACKAGES:
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
 
 
 def looks_like_path(text: str) -> bool:
@@ -140,7 +128,8 @@ class RunSummary:
 
     def summary_lines(self) -> list[str]:
         counts = self.counts
-        lines = [f"wrote {self.output}: {self.rows:,} rows ({self.record.get('units_note', '')})".replace(" ()", "")]
+        note = f" ({self.record['units_note']})" if self.record.get("units_note") else ""
+        lines = [f"wrote {self.output}: {self.rows:,} rows{note}"]
         changed = ", ".join(
             f"{key.replace('_', ' ')} {value:,}"
             for key, value in counts.items()
@@ -433,4 +422,4 @@ def embedding_writer_check(output: Path) -> None:
         raise ValueError(f"{output.name}: write embeddings to a .npy or .parquet file")
 
 
-__all__ = ["ResolvedInputs", "RunSummary", "embed", "predict", "resolve_inputs", "versions"]
+__all__ = ["ResolvedInputs", "RunSummary", "embed", "predict", "resolve_inputs"]

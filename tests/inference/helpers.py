@@ -15,6 +15,8 @@ from expression_perceiver import (
     NucleotideTokenizer,
     ProteinDNAPerceiverConfig,
     ProteinDNAPerceiverForSequenceClassification,
+    ProteinPerceiverConfig,
+    ProteinPerceiverForSequenceClassification,
 )
 from tests.small_models import SMALL_SIZES
 
@@ -35,6 +37,17 @@ def save_dna_model(
     randomise_batch_norms(model)
     model.save_pretrained(folder)
     NucleotideTokenizer().save_pretrained(folder)
+    return folder
+
+
+def save_protein_model(folder: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    scale = dict(label_mean=[2.0], label_std=[0.5])
+    config = ProteinPerceiverConfig(max_sequence_length=PROTEIN_WINDOW, **scale, **SMALL_SIZES)
+    model = ProteinPerceiverForSequenceClassification(config)
+    randomise_batch_norms(model)
+    model.save_pretrained(folder)
+    AminoAcidTokenizer().save_pretrained(folder)
     return folder
 
 

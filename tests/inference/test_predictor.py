@@ -13,9 +13,11 @@ from expression_perceiver.inference import Example, InputPreparer, ModelLoadErro
 from tests.inference.helpers import (
     DNA_WINDOW,
     NUM_FEATURES,
+    PROTEIN_WINDOW,
     direct_embeddings,
     direct_predictions,
     random_dna,
+    random_protein,
 )
 
 RNG = np.random.default_rng(7)
@@ -139,3 +141,12 @@ def test_a_run_trained_in_drop_mode_reads_inputs_as_its_evaluation_did(models, t
     predictor = Predictor.from_pretrained(str(folder))
     assert predictor.output_units == ["z-score (the checkpoint stores no label_mean/label_std)"]
     assert predictor.first.describe()["evaluation_masking"].startswith("first, 50 positions removed")
+
+
+def test_proteins_lose_a_trailing_stop_and_are_cropped_to_the_models_window(models):
+    proteins = [random_protein(RNG, length) for length in (60, 150)]
+    table = predict([proteins[0].lower() + "*", proteins[1]], models["protein"])
+    expected = direct_predictions(models["protein"], [proteins[0], proteins[1][:PROTEIN_WINDOW]])
+    np.testing.assert_allclose(table["predicted_output"], expected[:, 0], atol=1e-6)
+    with pytest.raises(DataError, match=r"record 'seq1' has letter 'J' at position 2"):
+        predict(["MJK"], models["protein"])
