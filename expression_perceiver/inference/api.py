@@ -87,6 +87,8 @@ def resolve_features(
     them, else every column but `gene_id` when they are as many as the model reads), or a mapping."""
     if features is None:
         return None, ""
+    if not num_features:
+        raise DataError("features were given, but the model reads none (its config has num_features 0)")
     if isinstance(features, Mapping):
         return features, "the features given"
     if isinstance(features, str | os.PathLike):
