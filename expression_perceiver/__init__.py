@@ -31,6 +31,18 @@ def _register_auto_classes() -> None:
 
 _register_auto_classes()
 
+# Inference reads files and the Hub: imported on first use, so that importing the models stays light.
+_INFERENCE_NAMES = ("predict", "embed", "Predictor", "Embedder", "Example", "InputFile")
+
+
+def __getattr__(name: str):
+    if name in _INFERENCE_NAMES:
+        from . import inference
+
+        return getattr(inference, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DNAPerceiverConfig",
     "ProteinPerceiverConfig",
@@ -43,4 +55,5 @@ __all__ = [
     "ProteinDNAPerceiverForSequenceClassification",
     "NucleotideTokenizer",
     "AminoAcidTokenizer",
+    *_INFERENCE_NAMES,
 ]

@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from .data.prepare import add_prepare_parser
+from .inference.command import add_embed_parser, add_predict_parser
 from .study.command import add_study_parser
 from .training.baseline import add_baseline_parser
 from .training.trainer import HubPushFailed
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_baseline_parser(subparsers)
     add_generate_parser(subparsers)
     add_study_parser(subparsers)
+    add_predict_parser(subparsers)
+    add_embed_parser(subparsers)
     return parser
 
 

@@ -183,6 +183,36 @@ class Genome:
         self.close()
 
 
+def missing_chromosomes(windows: list[PromoterWindow], genome: Genome) -> list[str]:
+    """The BED chromosomes absent from the genome (under any `chr`-prefix alias); `DataError` when all are."""
+    bed_chroms = list(dict.fromkeys(window.chrom for window in windows))
+    missing = [chrom for chrom in bed_chroms if genome.resolve(chrom) is None]
+    if len(missing) == len(bed_chroms):
+        raise DataError(
+            f"{genome.name}: none of the BED chromosomes ({', '.join(bed_chroms[:5])}, ...) is in the genome "
+            f"(its sequences: {', '.join(genome.sequence_names[:5])}, ...): wrong genome?"
+        )
+    return missing
+
+
+def select_genome_windows(
+    windows: list[PromoterWindow], genome: Genome, report: ReadReport | None = None
+) -> list[PromoterWindow]:
+    """The windows whose chromosome is in the genome, for reading without labels (prediction): the others are
+    dropped and counted in `report`, as `select_promoter_windows` does."""
+    report = report if report is not None else ReadReport(genome.name)
+    missing = missing_chromosomes(windows, genome)
+    for chrom in missing:
+        report.note(f"chromosomes missing from {genome.name}", chrom)
+    selected = []
+    for window in windows:
+        if window.chrom in missing:
+            report.drop(f"chromosome not in {genome.name}", window.gene_id)
+        else:
+            selected.append(window)
+    return selected
+
+
 def select_promoter_windows(
     windows: list[PromoterWindow],
     genome: Genome,
@@ -195,13 +225,7 @@ def select_promoter_windows(
     """The windows that can be rebuilt: chromosome in the genome, gene labelled, and with half-life features when
     those are given. Everything left out is counted in `report` (and labels without a window too)."""
     report = report if report is not None else ReadReport(genome.name)
-    bed_chroms = list(dict.fromkeys(window.chrom for window in windows))
-    missing_chroms = [chrom for chrom in bed_chroms if genome.resolve(chrom) is None]
-    if len(missing_chroms) == len(bed_chroms):
-        raise DataError(
-            f"{genome.name}: none of the BED chromosomes ({', '.join(bed_chroms[:5])}, ...) is in the genome "
-            f"(its sequences: {', '.join(genome.sequence_names[:5])}, ...): wrong genome?"
-        )
+    missing_chroms = missing_chromosomes(windows, genome)
     if not any(window.gene_id in labels for window in windows):
         raise DataError(
             f"{labels_name}: no BED gene has a label (BED ids like {windows[0].gene_id!r}, "
@@ -227,18 +251,18 @@ def select_promoter_windows(
     return selected
 
 
-def iter_promoter_records(
+def iter_window_sequences(
     genome: Genome,
     windows: list[PromoterWindow],
-    labels: dict[str, LabelRow],
-    half_life: dict[str, list[float]] | None = None,
     crop: tuple[int, int] | None = None,
     report: ReadReport | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Records `{"gene_id", "sequence", "label", "chrom"[, "features"]}` of selected windows, in BED order.
+) -> Iterator[tuple[PromoterWindow, str]]:
+    """(window, sequence) of each window in BED order: the window on the gene's strand (reverse-complemented on the
+    minus strand, N beyond a chromosome's ends), cut to `crop` (start, end) indices when given.
 
-    `crop` (start, end) keeps those indices of each window on the gene's strand (e.g. 3000..13500, Xpresso's best
-    -7,000..+3,500 around the TSS of a 20,000-base window); None keeps the whole window.
+    `crop` keeps those indices of each window on the gene's strand (e.g. 3000..13500, Xpresso's best -7,000..+3,500
+    around the TSS of a 20,000-base window); None keeps the whole window. Every window must then have the same
+    length, or the crop would miss some TSS.
     """
     report = report if report is not None else ReadReport(genome.name)
     seen: set[str] = set()
@@ -264,17 +288,31 @@ def iter_promoter_records(
         if window.gene_id in seen:
             report.note("repeated gene id (kept; all rows of an id go to one split)", window.gene_id)
         seen.add(window.gene_id)
+        report.records += 1
+        yield window, sequence[crop[0] : crop[1]] if crop else sequence
+
+
+def iter_promoter_records(
+    genome: Genome,
+    windows: list[PromoterWindow],
+    labels: dict[str, LabelRow],
+    half_life: dict[str, list[float]] | None = None,
+    crop: tuple[int, int] | None = None,
+    report: ReadReport | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Records `{"gene_id", "sequence", "label", "chrom"[, "features"]}` of selected windows, in BED order, with
+    the sequences of `iter_window_sequences` (cut to `crop`, when given)."""
+    for window, sequence in iter_window_sequences(genome, windows, crop, report):
         label_row = labels[window.gene_id]
         record: dict[str, Any] = {
             "gene_id": window.gene_id,
-            "sequence": sequence[crop[0] : crop[1]] if crop else sequence,
+            "sequence": sequence,
             "label": label_row.label,
             "chrom": window.chrom,
         }
         features = half_life[window.gene_id] if half_life is not None else label_row.features
         if features:
             record["features"] = features
-        report.records += 1
         yield record
 
 
@@ -299,8 +337,11 @@ __all__ = [
     "PromoterWindow",
     "chromosome_aliases",
     "iter_promoter_records",
+    "iter_window_sequences",
+    "missing_chromosomes",
     "read_promoter_bed",
     "rebuild_promoter_records",
     "reverse_complement",
+    "select_genome_windows",
     "select_promoter_windows",
 ]

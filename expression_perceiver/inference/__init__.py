@@ -1,0 +1,49 @@
+"""Inference: expression predictions (one model or an ensemble) and embeddings from strings, records and files.
+
+```python
+from expression_perceiver import predict
+
+table = predict(["ACGT" * 250, "GATTACA" * 100], "org/dna-perceiver@v1")  # a pandas DataFrame
+predict("promoters.fa.gz", ["runs/seed0", "runs/seed1"], output="predictions.tsv")  # + predictions.tsv.json
+```
+
+`Predictor` scores batches of examples already built (`predict_batch`) and streams any number of them in input
+order (`predict_chunks`); `Embedder` does the same for summary vectors and latents.
+"""
+
+from .api import RunSummary, embed, predict, resolve_inputs
+from .inputs import (
+    CROP_RULES,
+    Example,
+    FeatureTable,
+    InputFile,
+    InputPreparer,
+    ModelInputs,
+    ProteinSource,
+    crop_sequence,
+)
+from .models import LoadedModel, ModelLoadError, ModelSource, load_model, resolve_model
+from .predictor import Chunk, Embedder, Predictor
+
+__all__ = [
+    "CROP_RULES",
+    "Chunk",
+    "Embedder",
+    "Example",
+    "FeatureTable",
+    "InputFile",
+    "InputPreparer",
+    "LoadedModel",
+    "ModelInputs",
+    "ModelLoadError",
+    "ModelSource",
+    "Predictor",
+    "ProteinSource",
+    "RunSummary",
+    "crop_sequence",
+    "embed",
+    "load_model",
+    "predict",
+    "resolve_inputs",
+    "resolve_model",
+]

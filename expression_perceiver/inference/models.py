@@ -1,0 +1,432 @@
+"""Models to predict with: a local checkpoint folder or a Hub repository (`org/name`, `org/name@revision`), loaded
+with this package's classes and the checkpoint's own tokenizer, with what a prediction must record of it.
+
+A Hub model is fetched with `snapshot_download` into the Hugging Face cache (checked against the Hub's record of
+each file, as training does before fine-tuning; with `HF_HUB_OFFLINE=1` the cached copy is used as it is), so a model
+fetched once works offline afterwards. The revision a prediction used is the snapshot's resolved commit hash.
+
+What a checkpoint tells about its outputs:
+
+- `config.label_mean` / `config.label_std` (written by every training run, see `training.trainer.build_model`): the
+  train split's label mean and standard deviation. The model's logits are standardised labels; `logits * label_std
+  + label_mean` is in the data's units. A checkpoint without them predicts z-scores, and says so.
+- `results.json` beside the weights (written by a training run; pushed with the model): the label names and units,
+  the feature names, and the masking the run trained with. A model trained with `--mask_mode drop` read its
+  validation and test inputs with the masked positions removed; prediction does the same (`evaluation_collator`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+from ..data.dataset_dict import DatasetMetadata
+from ..data_collators import MaskingCollator
+from ..modeling import FAMILIES, AminoAcidTokenizer, ModelFamily
+from ..training.hub_files import file_sha256, verified_snapshot
+from ..training.trainer import PROTEIN_TOKENIZER_FOLDER
+
+logger = logging.getLogger(__name__)
+
+RUN_RESULTS_FILE = "results.json"
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+WEIGHT_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
+
+
+class ModelLoadError(ValueError):
+    """A model that cannot be used (no such folder or Hub repository, no weights, not one of this package's model
+    types, members of an ensemble that disagree). The message is one line naming the model."""
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model came from: `spec` as given, the local `folder` read, and for a Hub model its repository, the
+    revision asked for (None: the default branch) and the commit it resolved to."""
+
+    spec: str
+    folder: Path
+    repo_id: str | None = None
+    revision: str | None = None
+    commit: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        if self.repo_id is None:
+            return {"model": self.spec, "path": str(self.folder.resolve())}
+        return {
+            "model": self.spec,
+            "repo_id": self.repo_id,
+            "revision": self.revision or "main",
+            "commit": self.commit,
+        }
+
+
+def looks_local(spec: str) -> bool:
+    """A path (absolute, `.`/`~`-relative, or existing) rather than a Hub id, by the rule training uses."""
+    return Path(spec).expanduser().is_absolute() or spec.startswith((".", "~")) or Path(spec).exists()
+
+
+def resolve_model(spec: str) -> ModelSource:
+    """The local folder of a model folder or Hub id (`org/name`, `org/name@revision`), downloading a Hub model into
+    the Hugging Face cache, or reading it from there offline."""
+    spec = str(spec)
+    if looks_local(spec):
+        folder = Path(spec).expanduser()
+        if not folder.is_dir():
+            raise ModelLoadError(f"model {spec}: no such folder")
+        return ModelSource(spec, folder)
+    repo_id, _, revision = spec.partition("@")
+    if not repo_id or (revision == "" and spec.endswith("@")):
+        raise ModelLoadError(f"model {spec}: expected a folder or a Hub id such as org/name or org/name@revision")
+    try:
+        with hub_progress_bars(sys.stderr.isatty()):
+            folder = verified_snapshot(repo_id, revision or None)
+    except ValueError as error:
+        raise ModelLoadError(f"model {spec}: {first_line(error)}") from None
+    except Exception as error:  # the Hub client's own errors: unknown repository or revision, network, not cached
+        from huggingface_hub import constants
+
+        offline = ""
+        if constants.HF_HUB_OFFLINE:
+            offline = " (offline: HF_HUB_OFFLINE is set and the model is not in the cache)"
+        raise ModelLoadError(f"model {spec}: cannot be fetched from the Hub{offline} ({first_line(error)})") from None
+    commit = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
+    return ModelSource(spec, folder, repo_id, revision or None, commit)
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files of a checkpoint folder (safetensors, or PyTorch .bin), shards included."""
+    found = {path for pattern in WEIGHT_PATTERNS for path in folder.glob(pattern) if path.is_file()}
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What a training run's `results.json` says about the model's outputs, features and masking (all None for a
+    checkpoint without one)."""
+
+    label_names: list[str] | None = None
+    label_units: list[str] | None = None
+    feature_names: list[str] | None = None
+    masking: dict[str, Any] | None = None
+    seed: int | None = None
+
+    @classmethod
+    def read(cls, folder: Path) -> RunFacts:
+        path = folder / RUN_RESULTS_FILE
+        if not path.is_file():
+            return cls()
+        try:
+            results = json.loads(path.read_text())
+            data = results.get("data") or {}
+            metadata = DatasetMetadata.from_dict(data) if data else None
+        except (json.JSONDecodeError, TypeError, AttributeError) as error:
+            logger.warning("%s: cannot be read (%s); the model's outputs are named by its config", path, error)
+            return cls()
+        return cls(
+            label_names=list(metadata.label_names) if metadata else None,
+            label_units=list(metadata.label_units) if metadata else None,
+            feature_names=list(metadata.feature_names) if metadata else None,
+            masking=(results.get("arguments") or {}).get("masking"),
+            seed=results.get("seed"),
+        )
+
+
+@contextmanager
+def quiet_transformers():
+    """Loading a base model from a checkpoint with a head logs the head's unused weights (expected, not news), and
+    loading shows a progress bar per model that would bury the one line that matters."""
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.logging.enable_progress_bar()
+
+
+@contextmanager
+def hub_progress_bars(shown: bool):
+    """Download progress bars of `huggingface_hub` only where someone watches (stderr is a terminal)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    disabled = are_progress_bars_disabled()
+    if not shown:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not disabled and not shown:
+            enable_progress_bars()
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run, with its tokenizer(s), its evaluation collator and what a prediction records of it."""
+
+    source: ModelSource
+    model: PreTrainedModel
+    family: ModelFamily
+    tokenizer: Any
+    protein_tokenizer: Any | None
+    tokenizer_origin: str
+    weights: dict[str, str]
+    run: RunFacts = field(default_factory=RunFacts)
+    collator: MaskingCollator = field(init=False)
+
+    def __post_init__(self):
+        self.collator = evaluation_collator(self)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def spec(self) -> str:
+        return self.source.spec
+
+    @property
+    def encoder_config(self):
+        """The configuration of the main (promoter or protein) encoder."""
+        return self.config.dna_config if self.family.reads_protein else self.config
+
+    @property
+    def max_length(self) -> int:
+        return int(self.encoder_config.max_sequence_length)
+
+    @property
+    def protein_max_length(self) -> int | None:
+        return int(self.config.protein_config.max_sequence_length) if self.family.reads_protein else None
+
+    @property
+    def num_features(self) -> int:
+        return int(self.encoder_config.num_features)
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.config.num_labels)
+
+    @property
+    def label_scale(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mean, std) of the training labels per output, or None when the checkpoint does not store them."""
+        mean, std = getattr(self.config, "label_mean", None), getattr(self.config, "label_std", None)
+        if mean is None or std is None:
+            return None
+        mean, std = np.atleast_1d(np.asarray(mean, dtype=np.float64)), np.atleast_1d(np.asarray(std, dtype=np.float64))
+        if mean.shape != (self.num_labels,) or std.shape != (self.num_labels,):
+            raise ModelLoadError(
+                f"model {self.spec}: config label_mean/label_std have {mean.size}/{std.size} values for "
+                f"{self.num_labels} outputs"
+            )
+        return mean, std
+
+    @property
+    def feature_mean(self) -> tuple[float, ...] | None:
+        """Training means of the features when the checkpoint stores them (config `feature_mean`), else None."""
+        mean = getattr(self.encoder_config, "feature_mean", None)
+        if mean is None:
+            mean = getattr(self.config, "feature_mean", None)
+        return tuple(float(value) for value in mean) if mean is not None else None
+
+    @property
+    def output_names(self) -> list[str]:
+        """The outputs' names: the training data's label names, else the config's labels when they are named, else
+        `output` (`output_0`, `output_1`, ... with several)."""
+        if self.run.label_names and len(self.run.label_names) == self.num_labels:
+            return list(self.run.label_names)
+        labels = [self.config.id2label[i] for i in range(self.num_labels)] if self.config.id2label else []
+        if labels and not any(DEFAULT_LABEL.match(str(label)) for label in labels):
+            return [str(label) for label in labels]
+        return ["output"] if self.num_labels == 1 else [f"output_{i}" for i in range(self.num_labels)]
+
+    def describe(self) -> dict[str, Any]:
+        scale = self.label_scale
+        described = {
+            **self.source.describe(),
+            "model_type": self.config.model_type,
+            "class": type(self.model).__name__,
+            "weights_sha256": self.weights,
+            "tokenizer": self.tokenizer_origin,
+            "max_sequence_length": self.max_length,
+            "num_features": self.num_features,
+            "num_labels": self.num_labels,
+            "label_mean": scale[0].tolist() if scale else None,
+            "label_std": scale[1].tolist() if scale else None,
+            "evaluation_masking": describe_evaluation_masking(self.collator),
+        }
+        if self.family.reads_protein:
+            described["protein_max_sequence_length"] = self.protein_max_length
+        if self.run.label_units:
+            described["label_units"] = self.run.label_units
+        return described
+
+
+def evaluation_collator(loaded: LoadedModel) -> MaskingCollator:
+    """The collator the training run evaluated with: padding only, or, for a run that trained with `mask_mode drop`,
+    the same positions removed. Without `idx` a random span is keyed by the sequence itself (deterministic, the same
+    in any batch), where training keyed it by the row of the split."""
+    masking = loaded.run.masking or {}
+    strategy = masking.get("mask_strategy", "none")
+    mode = masking.get("mask_mode", "mask")
+    if strategy == "none" or mode != "drop":
+        strategy, mode = "none", "mask"  # mask mode leaves evaluation inputs untouched
+    try:
+        return MaskingCollator(
+            tokenizer=loaded.tokenizer,
+            strategy=strategy,
+            mode=mode,
+            mask_length=masking.get("mask_length") if strategy != "none" else None,
+            mask_fraction=masking.get("mask_fraction") if strategy != "none" else None,
+            num_spans=masking.get("mask_num_spans", 1) if strategy == "random_span" else 1,
+            mask_token=masking.get("mask_token", "[MASK]"),
+            seed=int(loaded.run.seed or 0),
+            training=False,
+            protein_tokenizer=loaded.protein_tokenizer,
+        )
+    except ValueError as error:
+        raise ModelLoadError(
+            f"model {loaded.spec}: the masking in its {RUN_RESULTS_FILE} is not usable ({error})"
+        ) from None
+
+
+def describe_evaluation_masking(collator: MaskingCollator) -> str:
+    if not collator.applies_masking():
+        return "none"
+    return f"{collator.strategy}, {collator.describe_span()} removed (mode drop, as in the run's evaluation)"
+
+
+def _load_tokenizers(source: ModelSource, family: ModelFamily) -> tuple[Any, Any | None, str]:
+    folder = source.folder
+    has_tokenizer = (folder / "tokenizer_config.json").is_file() or (folder / "tokenizer.json").is_file()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder) if has_tokenizer else family.tokenizer()
+        protein_tokenizer = None
+        if family.reads_protein:
+            protein_folder = folder / PROTEIN_TOKENIZER_FOLDER
+            protein_tokenizer = (
+                AutoTokenizer.from_pretrained(protein_folder)
+                if (protein_folder / "tokenizer_config.json").is_file()
+                else AminoAcidTokenizer()
+            )
+    except Exception as error:  # transformers' and tokenizers' own error types
+        raise ModelLoadError(f"model {source.spec}: cannot load its tokenizer ({first_line(error)})") from None
+    origin = "checkpoint" if has_tokenizer else f"{type(tokenizer).__name__} (the checkpoint has none)"
+    return tokenizer, protein_tokenizer, origin
+
+
+def load_model(spec: str | os.PathLike, base_model: bool = False) -> LoadedModel:
+    """Resolves and loads one model: with its head (`AutoModelForSequenceClassification`, to predict) or the base
+    model (`AutoModel`, to embed), in float32, in evaluation mode, on the CPU."""
+    source = resolve_model(str(spec))
+    folder = source.folder
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"model {source.spec}: {folder} holds no config.json (not a model checkpoint)")
+    weights = weight_files(folder)
+    if not weights:
+        raise ModelLoadError(
+            f"model {source.spec}: {folder} holds no weights (model.safetensors or pytorch_model.bin): an unfinished "
+            "or partial checkpoint?"
+        )
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except Exception as error:  # transformers' own error types
+        raise ModelLoadError(f"model {source.spec}: cannot read its config.json ({first_line(error)})") from None
+    family = FAMILIES.get(config.model_type)
+    if family is None:
+        raise ModelLoadError(
+            f"model {source.spec}: a {config.model_type!r} checkpoint, not one of {', '.join(FAMILIES)}"
+        )
+    auto_class = AutoModel if base_model else AutoModelForSequenceClassification
+    try:
+        with quiet_transformers():
+            model = auto_class.from_pretrained(folder, dtype=torch.float32)
+    except Exception as error:  # truncated or foreign weights, shapes that do not match the configuration
+        raise ModelLoadError(f"model {source.spec}: cannot load its weights ({first_line(error)})") from None
+    model.eval()
+    tokenizer, protein_tokenizer, origin = _load_tokenizers(source, family)
+    hashes = {path.name: file_sha256(path) for path in weights}
+    loaded = LoadedModel(source, model, family, tokenizer, protein_tokenizer, origin, hashes, RunFacts.read(folder))
+    check_tokenizer(loaded)
+    return loaded
+
+
+def check_tokenizer(loaded: LoadedModel) -> None:
+    """The tokenizer's ids must be ids the model embeds."""
+    pairs = [(loaded.tokenizer, loaded.encoder_config.vocab_size, "tokenizer")]
+    if loaded.family.reads_protein:
+        pairs.append((loaded.protein_tokenizer, loaded.config.protein_config.vocab_size, "protein tokenizer"))
+    for tokenizer, vocab_size, what in pairs:
+        largest = max(tokenizer.get_vocab().values())
+        if largest >= vocab_size:
+            raise ModelLoadError(
+                f"model {loaded.spec}: its {what} has ids up to {largest}, the model embeds {vocab_size}"
+            )
+
+
+def compatibility(loaded: LoadedModel) -> dict[str, Any]:
+    """What members of an ensemble must share: they read the same inputs and predict the same outputs in the same
+    units."""
+    signature = {
+        "model type": loaded.config.model_type,
+        "alphabet": loaded.family.alphabet,
+        "tokenizer vocabulary": sorted(loaded.tokenizer.get_vocab().items()),
+        "max_sequence_length (window)": loaded.max_length,
+        "num_features": loaded.num_features,
+        "number of outputs": loaded.num_labels,
+        "units": "original (label_mean/label_std)" if loaded.label_scale is not None else "z-scores",
+    }
+    if loaded.family.reads_protein:
+        signature["protein max_sequence_length"] = loaded.protein_max_length
+    return signature
+
+
+def check_ensemble(members: list[LoadedModel]) -> None:
+    """`ModelLoadError` naming the first member that differs from the first one in what they must share."""
+    first = members[0]
+    expected = compatibility(first)
+    for member in members[1:]:
+        found = compatibility(member)
+        for key, value in expected.items():
+            if found[key] != value:
+                shown = (lambda v: "a different one") if key == "tokenizer vocabulary" else repr
+                raise ModelLoadError(
+                    f"model {member.spec}: {key} {shown(found[key])} where {first.spec} has {shown(value)}; the "
+                    "models of an ensemble must read the same inputs and predict the same outputs"
+                )
+        if first.run.label_names and member.run.label_names and first.run.label_names != member.run.label_names:
+            raise ModelLoadError(
+                f"model {member.spec}: predicts {', '.join(member.run.label_names)} where {first.spec} predicts "
+                f"{', '.join(first.run.label_names)}; the models of an ensemble must predict the same outputs"
+            )
+
+
+__all__ = [
+    "LoadedModel",
+    "ModelLoadError",
+    "ModelSource",
+    "RunFacts",
+    "check_ensemble",
+    "load_model",
+    "resolve_model",
+    "weight_files",
+]
