@@ -7,6 +7,7 @@ pointwise convolution and pooling) are in `kernels_expression_perceiver.py`, wit
 """
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -659,6 +660,16 @@ class ProteinDNAPerceiverPreTrainedModel(PerceiverExpressionPreTrainedModel):
             if conversion._original_source_patterns != list(PROTEIN_DNA_HEAD_KEY_MAPPING)
         ] or None
         return loaded
+
+    def load_state_dict(self, state_dict, *args, **kwargs):
+        """`nn.Module.load_state_dict`, also taking state dicts of the earlier head layout (`model.`), as a
+        `Trainer` resuming from or selecting an older checkpoint passes them."""
+        renamed = {}
+        for key, value in state_dict.items():
+            for pattern, replacement in PROTEIN_DNA_HEAD_KEY_MAPPING.items():
+                key = re.sub(pattern, replacement, key)
+            renamed[key] = value
+        return super().load_state_dict(renamed, *args, **kwargs)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.perceiver.embedding.token_embedding

@@ -41,6 +41,12 @@ class ExpressionTrainer(Trainer):
         self.eval_data_collator = eval_data_collator or self.data_collator
         self.model_card: str | None = None  # rendered once test results exist; saved and pushed as README.md
 
+    def _issue_warnings_after_load(self, load_result) -> None:
+        """Weights read back from a checkpoint (resuming, or selecting the best one) must fill the model exactly:
+        `Trainer` loads them non-strictly and only logs what is missing, which would leave those weights as they
+        were and give silently wrong numbers."""
+        check_loaded_weights(load_result)
+
     def _get_eval_sampler(self, eval_dataset):
         """Evaluation keeps the split's order, even with length-grouped training batches, so that predictions line
         up with the split's gene ids."""
@@ -102,6 +108,16 @@ class TrainingClock(TrainerCallback):
 
 class HubPushFailed(RuntimeError):
     """The final push failed; every local result had been written before it."""
+
+
+def check_loaded_weights(load_result, where: str = "the checkpoint") -> None:
+    """Raises when a state dict did not fill the model exactly, naming the first keys either way."""
+    missing, unexpected = list(load_result.missing_keys), list(load_result.unexpected_keys)
+    if missing or unexpected:
+        raise ValueError(
+            f"{where} does not match the model: {len(missing)} weights missing (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
 
 
 def bound_hub_requests(timeout_s: float) -> None:
