@@ -270,7 +270,9 @@ def predict(
 
     Returns:
         with `output`, a `RunSummary` (files, counts, the sidecar's record); else a DataFrame with an `id` column and
-        the TSV's columns, in input order.
+        the TSV's columns, in input order. Launched on several processes (`accelerate launch -m
+        expression_perceiver.cli predict ...`), each runs a share of the input and rank 0 writes the one output (the
+        others return None).
     """
     started = time.time()
     output = Path(output) if output is not None else None
@@ -289,6 +291,8 @@ def predict(
     try:
         if output is None:
             return _prediction_frame(chunks, columns, members, reads_features)
+        if not writes_outputs(predictor, chunks):
+            return None
         rows = 0
         with AtomicFile(output) as target:
             target.handle.write("\t".join(["id", *columns]) + "\n")
@@ -321,6 +325,7 @@ def predict(
                 else None,
                 features_source=feature_source or None,
                 batch_size=batch_size,
+                processes=predictor.shard.world_size if predictor.shard else 1,
                 rows=rows,
                 wall_time_s=round(time.time() - started, 3),
             )
@@ -329,6 +334,15 @@ def predict(
         return RunSummary(output, sidecar_path(output), rows, record["counts"], record)
     finally:
         bar.close()
+
+
+def writes_outputs(runner, chunks: Iterator) -> bool:
+    """In a multi-process run only rank 0 writes; the other processes run their share of the chunks here."""
+    if runner.shard is None or runner.shard.writes:
+        return True
+    for _ in chunks:
+        pass
+    return False
 
 
 def _prediction_frame(chunks, columns: list[str], member_columns: bool, reads_features: bool):
@@ -389,6 +403,8 @@ def embed(
                 ids += [example.id for example in chunk.examples]
                 arrays.append(chunk.values)
             return ids, np.concatenate(arrays)
+        if not writes_outputs(embedder, chunks):
+            return None
         writer = embedding_writer(output)
         shape = None
         try:
@@ -410,6 +426,7 @@ def embed(
             shape=[writer.rows, *shape] if shape else [writer.rows],
             features_source=feature_source or None,
             batch_size=batch_size,
+            processes=embedder.shard.world_size if embedder.shard else 1,
             rows=writer.rows,
             wall_time_s=round(time.time() - started, 3),
         )

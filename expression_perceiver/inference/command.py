@@ -167,7 +167,7 @@ def _common(args: argparse.Namespace) -> dict:
 
 
 def _report(summary, quiet: bool) -> None:
-    if not quiet:
+    if summary is not None and not quiet:  # None: a process of a multi-process run other than rank 0
         for line in summary.summary_lines():
             print(line)
 

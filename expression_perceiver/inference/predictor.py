@@ -16,6 +16,7 @@ autocast (the default on a GPU that supports it) to within bf16 rounding.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,10 +39,14 @@ DEFAULT_BATCH_SIZE = 32
 CHUNK_BATCHES = 32  # batches per sorted chunk: the memory bound is this many batches of examples
 
 
-def choose_device(device: str | torch.device | None = None) -> torch.device:
-    """`device`, or CUDA when available, else the CPU; a CUDA device asked for where none exists is an error."""
+def choose_device(device: str | torch.device | None = None, shard: Shard | None = None) -> torch.device:
+    """`device`, or CUDA when available (in a multi-process run, the process's local GPU), else the CPU; a CUDA
+    device asked for where none exists is an error."""
     if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        local = int(os.environ.get("LOCAL_RANK", "0")) if shard is not None else 0
+        return torch.device("cuda", local % torch.cuda.device_count())
     try:
         chosen = torch.device(device)
     except (RuntimeError, TypeError) as error:
@@ -81,6 +86,37 @@ def example_cost(example: Example) -> tuple[int, int]:
     return len(example.sequence), len(example.protein_sequence or "")
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of a run over several processes (`accelerate launch`, `torchrun`): chunk i of the input
+    is run by process i % world_size, and every process receives every chunk's results, in input order."""
+
+    rank: int
+    world_size: int
+
+    @classmethod
+    def from_environment(cls) -> Shard | None:
+        """The shard of a launched multi-process run (WORLD_SIZE > 1 in the environment the launcher sets), its
+        process group started here unless it is already (NCCL on GPUs, gloo otherwise); None in a single process."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return None
+        distributed = torch.distributed
+        if not distributed.is_initialized():
+            distributed.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        return cls(distributed.get_rank(), distributed.get_world_size())
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the outputs (rank 0 alone)."""
+        return self.rank == 0
+
+    def gather(self, values: np.ndarray | None) -> list[np.ndarray | None]:
+        """Every process's values for this round of chunks, by rank."""
+        gathered: list[np.ndarray | None] = [None] * self.world_size
+        torch.distributed.all_gather_object(gathered, values)
+        return gathered
+
+
 @dataclass
 class Chunk:
     """Consecutive examples of a stream, `start` the index of the first, with their results in input order:
@@ -98,7 +134,8 @@ class _Runner:
         if not members:
             raise ValueError("no model given")
         self.members = members
-        self.device = choose_device(device)
+        self.shard = Shard.from_environment()
+        self.device = choose_device(device, self.shard)
         self.precision = choose_precision(self.device, dtype)
         for member in members:
             member.model.to(self.device).eval()
@@ -180,19 +217,45 @@ class _Runner:
         chunk_size = chunk_size or batch_size * CHUNK_BATCHES
         iterator = iter(examples)
         start = 0
-        while chunk := list(itertools.islice(iterator, chunk_size)):
-            order = sorted(range(len(chunk)), key=lambda index: example_cost(chunk[index]))
-            values = None
-            for first in range(0, len(chunk), batch_size):
-                indices = order[first : first + batch_size]
-                result = run_batch([chunk[index] for index in indices])
-                if values is None:
-                    values = np.empty((len(chunk), *result.shape[1:]), dtype=result.dtype)
-                values[indices] = result
-                if on_batch is not None:
-                    on_batch(len(indices))
-            yield Chunk(start, chunk, values)
-            start += len(chunk)
+        if self.shard is None:
+            while chunk := list(itertools.islice(iterator, chunk_size)):
+                yield Chunk(start, chunk, run_chunk(chunk, run_batch, batch_size, on_batch))
+                start += len(chunk)
+            return
+        # Rounds of one chunk per process: every process reads the whole input (reading is cheap next to the
+        # models), runs its own chunk, and receives the others' results; the chunks are those of one process, so
+        # the numbers are too.
+        rank, world = self.shard.rank, self.shard.world_size
+        while True:
+            chunks = [list(itertools.islice(iterator, chunk_size)) for _ in range(world)]
+            mine = chunks[rank]
+            gathered = self.shard.gather(run_chunk(mine, run_batch, batch_size, on_batch) if mine else None)
+            for chunk, values in zip(chunks, gathered, strict=True):
+                if chunk:
+                    yield Chunk(start, chunk, values)
+                    start += len(chunk)
+            if not chunks[-1]:
+                return
+
+
+def run_chunk(
+    chunk: list[Example],
+    run_batch: Callable[[Sequence[Example]], np.ndarray],
+    batch_size: int,
+    on_batch: Callable[[int], None] | None,
+) -> np.ndarray:
+    """The chunk's results in its order, run in batches of similar lengths (sorted by `example_cost`)."""
+    order = sorted(range(len(chunk)), key=lambda index: example_cost(chunk[index]))
+    values = None
+    for first in range(0, len(chunk), batch_size):
+        indices = order[first : first + batch_size]
+        result = run_batch([chunk[index] for index in indices])
+        if values is None:
+            values = np.empty((len(chunk), *result.shape[1:]), dtype=result.dtype)
+        values[indices] = result
+        if on_batch is not None:
+            on_batch(len(indices))
+    return values
 
 
 def collation_key(member: LoadedModel) -> int:
