@@ -510,8 +510,7 @@ def plot_mutagenesis(result: MutagenesisResult, path: Path, output: int = 0) -> 
     top.fill_between(x, np.nan_to_num(importance), step="mid", color="#444444", linewidth=0)
     top.set_ylabel("mean |delta|")
     top.set_xlim(*extent)
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#dddddd")  # reference letters and unmutated positions
     image = bottom.imshow(
         np.ma.masked_invalid(delta), aspect="auto", cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest",
         extent=(extent[0], extent[1], len(result.letters) - 0.5, -0.5),

@@ -213,7 +213,7 @@ class VariantScorer:
         if new_windows:
             windows = [self.windows[index] for index in new_windows]
             sequences = [window.reference(self.genome) for window in windows]
-            examples = [self._example(w, s, f"{w.gene_id}:ref") for w, s in zip(windows, sequences, strict=True)]
+            examples = [self._example(w, s, f"{w.gene_id}|ref") for w, s in zip(windows, sequences, strict=True)]
             values = self._predict(examples)
             for window, sequence, value in zip(windows, sequences, values, strict=True):
                 self.ref_values[window.index] = value
@@ -231,7 +231,8 @@ class VariantScorer:
             if digest(sequence) == self.ref_sequences[row.window.index]:
                 self.alt_values[key] = self.ref_values[row.window.index]
                 continue
-            pending[key] = self._example(row.window, sequence, f"{row.window.gene_id}:{row.record.where}")
+            name = f"{row.window.gene_id}|{row.record.chrom}:{row.record.pos}:{row.record.ref}>{row.alt}"
+            pending[key] = self._example(row.window, sequence, name)
         if pending:
             values = self._predict(list(pending.values()))
             for key, value in zip(pending, values, strict=True):
