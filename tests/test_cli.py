@@ -3,10 +3,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from expression_perceiver.cli import main
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*arguments: str, cwd: Path = REPOSITORY) -> subprocess.CompletedProcess:
+def run_cli_process(*arguments: str, cwd: Path = REPOSITORY) -> subprocess.CompletedProcess:
+    """The command as users run it, in its own process: the exit code and stderr are the process's own."""
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     return subprocess.run(
         [sys.executable, "-m", "expression_perceiver.cli", *arguments],
@@ -14,15 +19,17 @@ def run_cli(*arguments: str, cwd: Path = REPOSITORY) -> subprocess.CompletedProc
     )  # fmt: skip
 
 
-def test_help_lists_the_commands():
-    completed = run_cli("--help")
-    assert completed.returncode == 0
-    for command in ("train", "prepare", "baseline", "generate"):
-        assert command in completed.stdout
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(["--help"])
+    assert exit_code.value.code == 0
+    listed = capsys.readouterr().out
+    for command in ("train", "prepare", "baseline", "generate", "study", "predict", "embed"):
+        assert command in listed
 
 
 def test_train_with_a_bad_config_field_is_one_line_and_exit_code_2(tmp_path):
-    completed = run_cli("train", "--config_overrides", "num_latent=8", "--output_dir", str(tmp_path / "run"))
+    completed = run_cli_process("train", "--config_overrides", "num_latent=8", "--output_dir", str(tmp_path / "run"))
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines()[-1] == (
         "expression-perceiver train: error: --config_overrides: unknown config field(s) num_latent; "
@@ -32,19 +39,17 @@ def test_train_with_a_bad_config_field_is_one_line_and_exit_code_2(tmp_path):
     assert not (tmp_path / "run").exists()  # nothing half-written
 
 
-def test_train_on_a_folder_that_is_not_a_dataset(tmp_path):
-    completed = run_cli("train", "--dataset_dir", str(tmp_path), "--output_dir", str(tmp_path / "run"))
-    assert completed.returncode == 2 and "not a prepared dataset" in completed.stderr
-    assert "Traceback" not in completed.stderr
+def test_train_on_a_folder_that_is_not_a_dataset(tmp_path, capsys):
+    assert main(["train", "--dataset_dir", str(tmp_path), "--output_dir", str(tmp_path / "run")]) == 2
+    errors = capsys.readouterr().err
+    assert "not a prepared dataset" in errors.strip().splitlines()[-1] and "Traceback" not in errors
 
 
 def test_generate_writes_a_table_that_prepare_reads(tmp_path):
-    assert (
-        run_cli("generate", "promoters", str(tmp_path / "p.tsv.gz"), "--num", "40", "--length", "1000").returncode == 0
-    )
-    completed = run_cli(
+    assert main(["generate", "promoters", str(tmp_path / "p.tsv.gz"), "--num", "40", "--length", "1000"]) == 0
+    prepared = main([
         "prepare", "table", str(tmp_path / "p.tsv.gz"), "--alphabet", "dna", "-o", str(tmp_path / "data"),
         *[arg for i in range(8) for arg in ("--feature-column", f"feature_{i}")],
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr
+    ])  # fmt: skip
+    assert prepared == 0
     assert (tmp_path / "data" / "expression_perceiver.json").is_file()

@@ -1,7 +1,4 @@
 import argparse
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -200,22 +197,14 @@ def test_existing_output_needs_overwrite(tmp_path, protein_table, capsys):
     assert load_dataset_dir(out)[1].counts["train"] == 32
 
 
-def test_command_line_process_prints_one_line_on_bad_input(tmp_path):
+def test_the_command_prints_one_line_on_bad_input(tmp_path, capsys):
     table = write_table(tmp_path / "t.tsv", ["gene_id", "sequence", "label"], [["A", "ACGT", "NaN"]])
-    code = "from expression_perceiver.data.prepare import main; raise SystemExit(main())"
-    environment = dict(os.environ, PYTHONPATH=str(REPOSITORY), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
-    result = subprocess.run(
-        [sys.executable, "-c", code, "table", str(table), "--alphabet", "dna", "-o", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert result.stderr.splitlines() == [
+    assert main(["table", str(table), "--alphabet", "dna", "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
         "error: t.tsv: line 2 (id A) column 'label' is empty or NaN "
         "(drop such rows with LabelSpec.drop_missing or --drop-missing-labels)"
     ]
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("kind", ["header only", "empty FASTA", "no id matches"])

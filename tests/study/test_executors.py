@@ -129,7 +129,7 @@ def test_a_failing_cell_is_recorded_and_the_study_goes_on(tmp_path):
     table = [{"name": "none"}, {"name": "all removed", "strategy": "first", "mode": "drop", "mask_length": 5000}]
     study = load_study(write_study(tmp_path, table, seeds=[0]))
     lines = []
-    counts = run_on_slots(study, cpu_slots(1), report=lines.append, poll_s=0.2)
+    counts = run_on_slots(study, cpu_slots(2), report=lines.append, poll_s=0.2)
     assert counts[DONE] == 1 and counts[FAILED] == 1
     assert "cells: 1 done, 0 running, 1 failed, 0 left (of 2)" in lines
     failure = json.loads((Path(study.cells()[1].output_dir) / FAILURE_FILE).read_text())

@@ -19,7 +19,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 
 def test_a_failing_hub_leaves_the_local_results_complete(tmp_path):
     with HubTestServer() as hub:
-        hub.fail_commits("status", 500)
+        hub.fail_commits("status", 403)  # refused (no write access): not retried
         environment = client_environment(hub, tmp_path / "hf_home")
         environment.update(PYTHONPATH=str(REPOSITORY), HF_HUB_DISABLE_PROGRESS_BARS="1")
         run = tmp_path / "run"
