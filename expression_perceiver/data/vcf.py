@@ -136,7 +136,7 @@ class AnnotatedVcfWriter:
         self.handle = os.fdopen(handle, "w", encoding="utf-8", newline="")
         header_lines = reader.header_text.rstrip("\n").split("\n")
         header_lines = [line for line in header_lines if not line.startswith(f"##INFO=<ID={info_id},")]
-        escaped = description.replace("\\", "\\\\").replace('"', '\\"')
+        escaped = description.replace('"', "'")  # readers differ on escaped quotes: none are written
         new = f'##INFO=<ID={info_id},Number={number},Type=String,Description="{escaped}">'
         self.handle.write("\n".join([*header_lines[:-1], new, header_lines[-1]]) + "\n")
 
