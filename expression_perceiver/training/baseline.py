@@ -38,7 +38,7 @@ DEFAULT_ALPHAS = tuple(10.0**exponent for exponent in range(-3, 5))  # 1e-3 .. 1
 DEFAULT_KMERS = {"dna": [1, 2, 3, 4], "protein": [1, 2]}  # the reference baselines' k-mer sizes
 
 # Sequences are counted in chunks of about this many letters, so memory stays bounded on 20 kb promoters.
-_CHUNK_LETTERS = 1 << 22
+CHUNK_LETTERS = 1 << 22
 _SEPARATOR = "\0"  # outside every alphabet, so no k-mer spans two sequences
 
 
@@ -113,7 +113,9 @@ def _count_chunk(
     return counts
 
 
-def kmer_features(sequences: Sequence[str], alphabet: str, ks: Iterable[int]) -> np.ndarray:
+def kmer_features(
+    sequences: Sequence[str], alphabet: str, ks: Iterable[int], chunk_letters: int = CHUNK_LETTERS
+) -> np.ndarray:
     """k-mer frequencies of each sequence: counts of every k-mer, divided by the sequence's `len - k + 1`.
 
     Args:
@@ -121,6 +123,7 @@ def kmer_features(sequences: Sequence[str], alphabet: str, ks: Iterable[int]) ->
             alphabet (N in DNA, X or U in proteins) are skipped but still occupy a position in the denominator.
         alphabet: `"dna"` (ACGT), `"protein"` (the 20 standard amino acids) or the letters themselves.
         ks: the k-mer sizes, e.g. `(1, 2, 3, 4)`.
+        chunk_letters: sequences are counted in chunks of about this many letters (memory, not results).
 
     Returns:
         A float64 array (len(sequences), sum over k of A**k); columns named by `kmer_names(alphabet, ks)`.
@@ -133,7 +136,7 @@ def kmer_features(sequences: Sequence[str], alphabet: str, ks: Iterable[int]) ->
     table = _letter_codes(letters)
     width = sum(len(letters) ** k for k in ks)
     features = np.zeros((len(sequences), width), dtype=np.float64)
-    for rows in _chunks(lengths, _CHUNK_LETTERS):
+    for rows in _chunks(lengths, chunk_letters):
         features[rows] = np.hstack(_count_chunk(sequences[rows], table, len(letters), ks))
     first_column = 0
     for k in ks:
