@@ -32,7 +32,16 @@ def _register_auto_classes() -> None:
 _register_auto_classes()
 
 # Inference reads files and the Hub: imported on first use, so that importing the models stays light.
-_INFERENCE_NAMES = ("predict", "embed", "Predictor", "Embedder", "Example", "InputFile")
+_INFERENCE_NAMES = (
+    "predict",
+    "embed",
+    "variant_effects",
+    "mutagenesis",
+    "Predictor",
+    "Embedder",
+    "Example",
+    "InputFile",
+)
 
 
 def __getattr__(name: str):

@@ -5,6 +5,7 @@ import sys
 
 from .data.prepare import add_prepare_parser
 from .inference.command import add_embed_parser, add_predict_parser
+from .inference.variant_command import add_mutagenesis_parser, add_variant_effect_parser
 from .study.command import add_study_parser
 from .training.baseline import add_baseline_parser
 from .training.trainer import HubPushFailed
@@ -104,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_study_parser(subparsers)
     add_predict_parser(subparsers)
     add_embed_parser(subparsers)
+    add_variant_effect_parser(subparsers)
+    add_mutagenesis_parser(subparsers)
     return parser
 
 

@@ -24,7 +24,17 @@ def test_help_lists_the_commands(capsys):
         main(["--help"])
     assert exit_code.value.code == 0
     listed = capsys.readouterr().out
-    for command in ("train", "prepare", "baseline", "generate", "study", "predict", "embed"):
+    for command in (
+        "train",
+        "prepare",
+        "baseline",
+        "generate",
+        "study",
+        "predict",
+        "embed",
+        "variant-effect",
+        "mutagenesis",
+    ):
         assert command in listed
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pyfaidx
 
 from .errors import DataError, ReadReport, file_label
-from .tables import LabelRow, open_text, tokenizer_for
+from .tables import LabelRow, iter_table_rows, open_text, tokenizer_for
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,36 @@ def read_promoter_bed(path: str | PathLike) -> list[PromoterWindow]:
             windows.append(PromoterWindow(gene_id, chrom, start, end, strand, line_number))
     if not windows:
         raise DataError(f"{name}: no promoter windows")
+    return windows
+
+
+TSS_TABLE_COLUMNS = ("gene_id", "chrom", "tss", "strand")
+
+
+def read_tss_table(path: str | PathLike, window_length: int = 20_000) -> list[PromoterWindow]:
+    """Promoters given by their TSS, as windows of `window_length` bases laid out as the Xpresso BED's: a TSV/CSV table
+    with columns gene_id, chrom, tss (1-based position of the TSS) and strand (+ or -) gives for each row the window
+    whose index `window_length // 2` on the gene's strand is the TSS (10,000 in a 20,000-base window)."""
+    name = file_label(path)
+    centre = window_length // 2
+    windows = []
+    for line, row in iter_table_rows(path, TSS_TABLE_COLUMNS):
+        where = f"{name}: line {line}"
+        gene_id, chrom, strand = row["gene_id"].strip(), row["chrom"].strip(), row["strand"].strip()
+        if not gene_id:
+            raise DataError(f"{where} has an empty gene_id")
+        try:
+            tss = int(row["tss"]) - 1
+        except ValueError:
+            raise DataError(f"{where} (gene {gene_id}) has tss {row['tss']!r}; it must be an integer") from None
+        if tss < 0:
+            raise DataError(f"{where} (gene {gene_id}) has tss {tss + 1}; positions are 1-based")
+        if strand not in ("+", "-"):
+            raise DataError(f"{where} (gene {gene_id}) has strand {strand!r}; it must be + or -")
+        start = tss - centre if strand == "+" else tss + centre + 1 - window_length
+        windows.append(PromoterWindow(gene_id, chrom, start, start + window_length, strand, line))
+    if not windows:
+        raise DataError(f"{name}: no promoters")
     return windows
 
 
@@ -340,6 +370,7 @@ __all__ = [
     "iter_window_sequences",
     "missing_chromosomes",
     "read_promoter_bed",
+    "read_tss_table",
     "rebuild_promoter_records",
     "reverse_complement",
     "select_genome_windows",

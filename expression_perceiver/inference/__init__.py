@@ -7,6 +7,9 @@ table = predict(["ACGT" * 250, "GATTACA" * 100], "org/dna-perceiver@v1")  # a pa
 predict("promoters.fa.gz", ["runs/seed0", "runs/seed1"], output="predictions.tsv")  # + predictions.tsv.json
 ```
 
+`variant_effects` scores the variants of a VCF in their genes' promoter windows (ref, alt, delta per ALT and gene);
+`mutagenesis` scans every substitution of a window, region or sequence.
+
 `Predictor` scores batches of examples already built (`predict_batch`) and streams any number of them in input
 order (`predict_chunks`); `Embedder` does the same for summary vectors and latents.
 """
@@ -23,7 +26,9 @@ from .inputs import (
     crop_sequence,
 )
 from .models import LoadedModel, ModelLoadError, ModelSource, load_model, resolve_model
+from .mutagenesis import MutagenesisResult, mutagenesis
 from .predictor import Chunk, Embedder, Predictor
+from .variants import variant_effects
 
 __all__ = [
     "CROP_RULES",
@@ -37,13 +42,16 @@ __all__ = [
     "ModelInputs",
     "ModelLoadError",
     "ModelSource",
+    "MutagenesisResult",
     "Predictor",
     "ProteinSource",
     "RunSummary",
     "crop_sequence",
     "embed",
     "load_model",
+    "mutagenesis",
     "predict",
     "resolve_inputs",
     "resolve_model",
+    "variant_effects",
 ]

@@ -1,0 +1,562 @@
+"""In-silico saturation mutagenesis: every position of a scanned range replaced by each other letter of the model's
+alphabet (3 bases for DNA, 19 amino acids for proteins), the change in predicted expression (`delta = mutant -
+reference`) for each, with one model or an ensemble. `expression-perceiver mutagenesis` calls `mutagenesis`.
+
+What is scanned:
+
+- a gene (`gene` with `genome` and `bed` or `tss_table`): the gene's model window, cut as `prepare genome` and
+  `predict --bed` cut it (`window`, default 3000..13500 of a 20,000-base window, -7,000..+3,500 around the TSS), on the
+  gene's strand; by default the 2,000 positions around the TSS (offsets -1000..+999, `scan`);
+- a region (`region="chr1:1000-2000"`, 1-based and inclusive, `:-` for the minus strand) of `genome`;
+- a sequence (a string, or a FASTA record: `fasta` with `record`, default its first).
+
+`scan` is (start, end) offsets from the TSS (0 at the TSS, negative upstream, end excluded) when the TSS is known (a
+gene, or `tss_index` given for a region or a sequence), else (start, end) 0-based indices of the sequence; by default
+the 2,000 positions around the TSS, or the whole sequence when there is no TSS. Positions whose letter is not one of
+the alphabet's (N, X) are not mutated (their deltas are NaN). The reference is scored once and each mutant once, in
+batches: exactly `1 + 3 * positions` sequences for DNA (`1 + 19 * positions` for proteins) per model.
+
+The sequence is the model's whole input, so it must fit the model (`max_sequence_length`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.errors import DataError, ReadReport, file_label
+from ..data.genome import Genome, select_genome_windows
+from ..data.tables import read_fasta
+from ..data.xpresso import XPRESSO_BEST_WINDOW
+from ..training.reporting import versions
+from .api import Progress, mapping_as_protein_table, resolve_features, resolve_proteins
+from .inputs import Example, InputPreparer
+from .predictor import DEFAULT_BATCH_SIZE, Predictor
+from .variants import read_windows
+from .windows import gene_windows, substitutions
+from .writers import AtomicFile, check_writable, sidecar_path, write_json_atomically
+
+LETTERS = {"dna": "ACGT", "protein": "ACDEFGHIKLMNPQRSTVWY"}
+DEFAULT_SCAN = (-1_000, 1_000)
+REGION = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>[\d,]+)-(?P<end>[\d,]+)(?::(?P<strand>[+-]))?$")
+
+
+@dataclass
+class ScanTarget:
+    """The sequence to scan and where it comes from: `tss_index` its TSS's index (None: unknown), `strand` and
+    `genome_start` (0-based + strand position of index 0 on `+`, of the last index on `-`) when from a genome."""
+
+    id: str
+    sequence: str
+    source: str
+    tss_index: int | None = None
+    strand: str | None = None
+    chrom: str | None = None
+    genome_start: int | None = None
+
+    def genome_positions(self) -> np.ndarray | None:
+        """1-based genome positions of every index (on the + strand), or None."""
+        if self.genome_start is None:
+            return None
+        indices = np.arange(len(self.sequence))
+        if self.strand == "-":
+            return self.genome_start + len(self.sequence) - indices
+        return self.genome_start + 1 + indices
+
+
+@dataclass
+class MutagenesisResult:
+    """The scan: `positions` (0-based indices of the sequence), `alt_pred` (positions, letters, models, outputs),
+    NaN where the letter is the reference's or the position was skipped, `ref_pred` (models, outputs)."""
+
+    target: ScanTarget
+    letters: str
+    positions: np.ndarray
+    ref_pred: np.ndarray
+    alt_pred: np.ndarray
+    output_names: list[str]
+    units: str
+    sequences_scored: int
+    record: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def ref_letters(self) -> list[str]:
+        return [self.target.sequence[position] for position in self.positions]
+
+    @property
+    def tss_offsets(self) -> np.ndarray | None:
+        if self.target.tss_index is None:
+            return None
+        return self.positions - self.target.tss_index
+
+    @property
+    def deltas(self) -> np.ndarray:
+        """(positions, letters, models, outputs): each model's mutant minus reference prediction."""
+        return self.alt_pred - self.ref_pred[None, None]
+
+    @property
+    def delta(self) -> np.ndarray:
+        """(positions, letters, outputs): mean over the models."""
+        return self.deltas.mean(axis=2)
+
+    @property
+    def delta_std(self) -> np.ndarray | None:
+        """(positions, letters, outputs): sample standard deviation over the models (ddof=1), for an ensemble."""
+        return self.deltas.std(axis=2, ddof=1) if self.deltas.shape[2] > 1 else None
+
+    @property
+    def importance(self) -> np.ndarray:
+        """(positions, outputs): mean |delta| over the substitutions of each position (NaN where none were made)."""
+        magnitude = np.abs(self.delta)
+        made = ~np.isnan(magnitude)
+        total = np.where(made, magnitude, 0.0).sum(axis=1)
+        count = made.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+    def table_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """The TSV's columns and rows: one per substitution made."""
+        suffixes = [""] if len(self.output_names) == 1 else [f"_{name}" for name in self.output_names]
+        genome = self.target.genome_positions()
+        columns = ["position", "tss_offset"] + (["chrom", "genome_position"] if genome is not None else [])
+        columns += ["ref", "alt"]
+        ensemble = self.delta_std is not None
+        for suffix in suffixes:
+            columns += [f"alt_pred{suffix}", f"delta{suffix}"] + ([f"delta_std{suffix}"] if ensemble else [])
+        delta, std, alt_mean = self.delta, self.delta_std, self.alt_pred.mean(axis=2)
+        offsets = self.tss_offsets
+        rows = []
+        for row, position in enumerate(self.positions):
+            reference = self.target.sequence[position]
+            for column, letter in enumerate(self.letters):
+                if np.isnan(delta[row, column, 0]):
+                    continue
+                fields: list[Any] = [int(position) + 1, int(offsets[row]) if offsets is not None else None]
+                if genome is not None:
+                    fields += [self.target.chrom, int(genome[position])]
+                fields += [reference, letter]
+                for output in range(len(self.output_names)):
+                    fields += [float(alt_mean[row, column, output]), float(delta[row, column, output])]
+                    if ensemble:
+                        fields.append(float(std[row, column, output]))
+                rows.append(fields)
+        return columns, rows
+
+    def to_frame(self):
+        import pandas
+
+        columns, rows = self.table_rows()
+        frame = pandas.DataFrame(rows, columns=columns)
+        frame["tss_offset"] = frame["tss_offset"].astype("Int64")
+        return frame
+
+
+# --- what to scan ------------------------------------------------------------------------------------------------
+
+
+def parse_region(text: str) -> tuple[str, int, int, str]:
+    """`chrom:start-end[:strand]`, 1-based and inclusive, as (chrom, 0-based start, end, strand)."""
+    match = REGION.match(text.strip())
+    if not match:
+        raise DataError(f"region {text!r}: expected chrom:start-end or chrom:start-end:- (1-based, inclusive)")
+    start, end = int(match["start"].replace(",", "")), int(match["end"].replace(",", ""))
+    if start < 1 or end < start:
+        raise DataError(f"region {text!r}: start must be at least 1 and not past the end")
+    return match["chrom"], start - 1, end, match["strand"] or "+"
+
+
+def resolve_target(
+    *,
+    sequence: str | None,
+    fasta: Any,
+    record: str | None,
+    gene: str | None,
+    region: str | None,
+    genome: Any,
+    bed: Any,
+    tss_table: Any,
+    window: tuple[int, int] | None,
+    tss_index: int | None,
+) -> tuple[ScanTarget, ReadReport | None]:
+    given = [
+        name for name, value in (("sequence", sequence), ("fasta", fasta), ("gene", gene), ("region", region)) if value
+    ]
+    if len(given) != 1:
+        raise DataError("give one thing to scan: a gene (--gene), a region (--region), a sequence or a FASTA record")
+    if gene is not None:
+        if genome is None:
+            raise DataError("a gene's window is cut from a genome: give --genome with --bed or --tss-table")
+        windows, windows_name = read_windows(bed, tss_table)
+        matching = [item for item in windows if item.gene_id == gene]
+        if not matching:
+            raise DataError(f"{windows_name}: no promoter window for gene {gene!r}")
+        report = ReadReport(windows_name)
+        if len(matching) > 1:
+            report.note(
+                f"gene has {len(matching)} promoter windows; the first (line {matching[0].line}) is scanned", gene
+            )
+        with Genome(genome) as reference:
+            selected = select_genome_windows(matching[:1], reference, report)
+            (found,) = gene_windows(selected, reference, tuple(window) if window else None, tss_index)
+            text = found.reference(reference)
+        start = found.start
+        return ScanTarget(
+            gene, text, f"gene {gene} ({windows_name})", found.tss_index, found.strand, found.chrom, start
+        ), report
+    if region is not None:
+        if genome is None:
+            raise DataError("a region is cut from a genome: give --genome")
+        chrom, start, end, strand = parse_region(region)
+        with Genome(genome) as reference:
+            name = reference.resolve(chrom)
+            if name is None:
+                raise DataError(f"region {region}: chromosome {chrom!r} is not in {reference.name}")
+            text, _ = reference.window(name, start, end, strand, region)
+        return ScanTarget(
+            region.strip(), text, f"region {region} of {file_label(genome)}", tss_index, strand, name, start
+        ), None
+    if fasta is not None:
+        records = read_fasta(fasta)
+        chosen = next((item for item in records if record is None or item.id == record), None)
+        if chosen is None:
+            what = f"no record {record!r}" if record is not None else "no records"
+            raise DataError(f"{file_label(fasta)}: {what}")
+        return ScanTarget(
+            chosen.id, chosen.sequence.strip(), f"{file_label(fasta)} record {chosen.id}", tss_index
+        ), None
+    return ScanTarget(record or "sequence", sequence.strip(), "a sequence given", tss_index), None
+
+
+def scan_positions(target: ScanTarget, scan: tuple[int, int] | None) -> tuple[np.ndarray, str]:
+    """The 0-based indices to scan and how they were chosen."""
+    length = len(target.sequence)
+    if target.tss_index is not None and not 0 <= target.tss_index < length:
+        raise DataError(f"TSS index {target.tss_index} is outside the {length:,}-position sequence")
+    if target.tss_index is None:
+        start, end = scan if scan is not None else (0, length)
+        described = f"indices {start}..{end} of the sequence"
+    else:
+        offsets = scan if scan is not None else DEFAULT_SCAN
+        start, end = target.tss_index + offsets[0], target.tss_index + offsets[1]
+        described = f"offsets {offsets[0]}..{offsets[1]} from the TSS (index {target.tss_index})"
+    if start >= end:
+        raise DataError(f"scan {scan[0]} {scan[1]}: the start must come before the end")
+    clipped_start, clipped_end = max(start, 0), min(end, length)
+    if clipped_start >= clipped_end:
+        raise DataError(f"the scan ({described}) misses the {length:,}-position sequence")
+    if (clipped_start, clipped_end) != (start, end):
+        described += f", clipped to the sequence: indices {clipped_start}..{clipped_end}"
+    return np.arange(clipped_start, clipped_end), described
+
+
+# --- the scan ----------------------------------------------------------------------------------------------------
+
+
+def mutagenesis(
+    models: str | Sequence[str] | Predictor,
+    *,
+    sequence: str | None = None,
+    fasta: str | os.PathLike | None = None,
+    record: str | None = None,
+    gene: str | None = None,
+    region: str | None = None,
+    genome: str | os.PathLike | None = None,
+    bed: str | os.PathLike | None = None,
+    tss_table: str | os.PathLike | None = None,
+    window: tuple[int, int] | None = XPRESSO_BEST_WINDOW,
+    tss_index: int | None = None,
+    scan: tuple[int, int] | None = None,
+    features: Any = None,
+    proteins: Any = None,
+    fill_missing_features: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    output: str | os.PathLike | None = None,
+    tsv: str | os.PathLike | None = None,
+    plot: str | os.PathLike | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+):
+    """Saturation mutagenesis of one gene's window, a genome region or a sequence (see the module docstring).
+
+    Args:
+        models: a model folder or Hub id, a list of them (an ensemble), or a `Predictor`.
+        sequence, fasta (+ record), gene, region: what to scan, exactly one of them; `genome` with `bed` or
+            `tss_table` for a gene, `genome` for a region.
+        window, tss_index: the model window of a gene's promoter window and the TSS's index in it, as for
+            `variant_effects`; `tss_index` also places the TSS in a region or sequence.
+        scan: (start, end) offsets from the TSS (default -1000..1000), or indices when there is no TSS (default: all).
+        features: the gene's per-gene features (a table path, a `FeatureTable` or a mapping by id) for models that
+            read them; fill_missing_features fills them instead of stopping.
+        proteins: the gene's protein for a Protein&DNAPerceiver (a table path, `ProteinSource` or mapping by id).
+        output: `.npz` (arrays) or `.tsv` (one row per substitution) to write, with `<output>.json`; tsv: also a TSV;
+            plot: a heatmap PNG (positions x letters, TSS and strand marked, with the importance track: mean |delta|
+            per position). None of them: the result is returned.
+        batch_size, device, dtype, overwrite, progress: as for `predict`.
+
+    Returns:
+        a `MutagenesisResult` (with files written, its `record` is the sidecar's content).
+    """
+    started = time.time()
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    output = Path(output) if output is not None else None
+    tsv = Path(tsv) if tsv is not None else None
+    plot = Path(plot) if plot is not None else None
+    if output is not None and output.suffix.lower() not in (".npz", ".tsv"):
+        raise ValueError(f"{output.name}: write the scan to a .npz or .tsv file")
+    targets = [path for path in (output, tsv, plot) if path is not None]
+    if output is not None:
+        targets.append(sidecar_path(output))
+    check_writable(targets, overwrite)
+    if scan is not None and (len(scan) != 2 or scan[0] >= scan[1]):
+        raise ValueError(f"scan {tuple(scan)}: give a start before the end")
+
+    target, report = resolve_target(
+        sequence=sequence, fasta=fasta, record=record, gene=gene, region=region, genome=genome, bed=bed,
+        tss_table=tss_table, window=window, tss_index=tss_index,
+    )  # fmt: skip
+    predictor = models if isinstance(models, Predictor) else Predictor.from_pretrained(models, device, dtype)
+    model_inputs = predictor.model_inputs
+    letters = LETTERS[model_inputs.alphabet]
+    target.sequence = target.sequence.upper()
+    if model_inputs.alphabet == "protein" and target.sequence.endswith("*"):
+        target.sequence = target.sequence[:-1]
+    if len(target.sequence) > model_inputs.max_length:
+        raise DataError(
+            f"{target.source}: {len(target.sequence):,} positions, the model reads at most "
+            f"{model_inputs.max_length:,}: scan a shorter sequence (or window)"
+        )
+    positions, scan_description = scan_positions(target, scan)
+
+    feature_rows, _ = resolve_features(features, model_inputs.num_features, predictor.first.run.feature_names)
+    gene_features = None
+    if feature_rows is not None and target.id in feature_rows:
+        gene_features = tuple(float(value) for value in feature_rows[target.id])
+    protein = None
+    protein_rows = resolve_proteins(proteins)
+    if protein_rows is not None:
+        if model_inputs.protein_max_length is None:
+            raise DataError(f"proteins were given, but a {predictor.model_type} reads no protein")
+        table = mapping_as_protein_table(protein_rows) if not hasattr(protein_rows, "proteins") else protein_rows
+        found = table.proteins.get(target.id)
+        if found is None:
+            raise DataError(f"{table.source}: no protein for {target.id!r}")
+        protein = found.sequence
+    preparer = InputPreparer(model_inputs, "start", fill_missing_features, target.source)
+    reference = preparer(Example(target.id, target.sequence, gene_features, protein))
+
+    index_of = {letter: column for column, letter in enumerate(letters)}
+    row_of = {int(position): row for row, position in enumerate(positions)}
+    made = [
+        (int(position), letter)
+        for position in positions
+        if target.sequence[position] in letters
+        for letter in letters
+        if letter != target.sequence[position]
+    ]  # the order `substitutions` makes them in
+
+    def examples():
+        yield reference
+        for position, letter, mutant in substitutions(target.sequence, positions, letters):
+            yield Example(f"{target.id}:{position + 1}{letter}", mutant, reference.features, reference.protein_sequence)
+
+    members, outputs = len(predictor.members), predictor.num_outputs
+    alt_pred = np.full((len(positions), len(letters), members, outputs), np.nan)
+    ref_pred = None
+    bar = Progress(progress, len(made) + 1, "seq")
+    try:
+        for chunk in predictor.predict_chunks(examples(), batch_size, on_batch=bar.update):
+            for offset, values in enumerate(chunk.values):
+                number = chunk.start + offset
+                if number == 0:
+                    ref_pred = values
+                    continue
+                position, letter = made[number - 1]
+                alt_pred[row_of[position], index_of[letter]] = values
+    finally:
+        bar.close()
+    skipped = int(sum(target.sequence[position] not in letters for position in positions))
+    result = MutagenesisResult(
+        target, letters, positions, ref_pred, alt_pred, predictor.output_names, predictor.units, len(made) + 1
+    )
+    result.record = {
+        "command": "mutagenesis",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "models": [member.describe() for member in predictor.members],
+        "target": {
+            "id": target.id,
+            "source": target.source,
+            "length": len(target.sequence),
+            "tss_index": target.tss_index,
+            "strand": target.strand,
+            "chrom": target.chrom,
+            "window": list(window) if (gene is not None and window) else None,
+        },
+        "scan": scan_description,
+        "positions": len(positions),
+        "positions_skipped": skipped,
+        "letters": letters,
+        "sequences_scored_per_model": len(made) + 1,
+        "units": predictor.units,
+        "outputs": [
+            {"name": name, "units": units}
+            for name, units in zip(predictor.output_names, predictor.output_units, strict=True)
+        ],
+        "reference_prediction": ref_pred.mean(axis=0).tolist(),
+        "read_report": [line.strip() for line in report.summary_lines()[1:]] if report is not None else [],
+        **predictor.describe_device(),
+        "batch_size": batch_size,
+        "versions": versions(),
+    }
+    result.record["wall_time_s"] = round(time.time() - started, 3)
+    if output is not None:
+        written = []
+        if output.suffix.lower() == ".npz":
+            write_npz(result, output)
+        else:
+            write_tsv(result, output)
+        written.append(str(output))
+        if tsv is not None:
+            write_tsv(result, tsv)
+            written.append(str(tsv))
+        if plot is not None:
+            plot_mutagenesis(result, plot)
+            written.append(str(plot))
+        result.record["files"] = written
+        write_json_atomically(sidecar_path(output), result.record)
+    else:
+        if tsv is not None:
+            write_tsv(result, tsv)
+        if plot is not None:
+            plot_mutagenesis(result, plot)
+    return result
+
+
+# --- files -------------------------------------------------------------------------------------------------------
+
+
+def write_npz(result: MutagenesisResult, path: Path) -> None:
+    """Arrays: positions (0-based indices), ref (their letters), letters, delta (positions, letters, outputs; NaN for
+    the reference letter), importance (positions, outputs), alt_pred (positions, letters, models, outputs), ref_pred
+    (models, outputs), output_names, sequence_id; tss_offsets when the TSS is known; delta_std for an ensemble;
+    chrom and genome_positions (1-based, + strand) when the sequence comes from a genome."""
+    arrays: dict[str, Any] = {
+        "positions": result.positions,
+        "ref": np.array(result.ref_letters),
+        "letters": np.array(list(result.letters)),
+        "delta": result.delta,
+        "importance": result.importance,
+        "alt_pred": result.alt_pred,
+        "ref_pred": result.ref_pred,
+        "output_names": np.array(result.output_names),
+        "sequence_id": np.array(result.target.id),
+    }
+    if result.tss_offsets is not None:
+        arrays["tss_offsets"] = result.tss_offsets
+    if result.delta_std is not None:
+        arrays["delta_std"] = result.delta_std
+    genome = result.target.genome_positions()
+    if genome is not None:
+        arrays["genome_positions"] = genome[result.positions]
+        arrays["chrom"] = np.array(result.target.chrom)
+    with AtomicFile(path, "wb") as target:
+        np.savez_compressed(target.handle, **arrays)
+        target.commit()
+
+
+def write_tsv(result: MutagenesisResult, path: Path) -> None:
+    columns, rows = result.table_rows()
+    with AtomicFile(path) as target:
+        target.handle.write("\t".join(columns) + "\n")
+        for row in rows:
+            fields = [
+                "NA" if value is None else f"{value:.8g}" if isinstance(value, float) else str(value) for value in row
+            ]
+            target.handle.write("\t".join(fields) + "\n")
+        target.commit()
+
+
+def plot_mutagenesis(result: MutagenesisResult, path: Path, output: int = 0) -> None:
+    """A heatmap of the deltas (letters x positions, one output), the reference letters blank, with the importance
+    track above it; the TSS and the gene's strand marked when known."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    delta = result.delta[:, :, output].T  # (letters, positions)
+    importance = result.importance[:, output]
+    offsets = result.tss_offsets
+    x = offsets if offsets is not None else result.positions + 1
+    limit = float(np.nanmax(np.abs(delta))) if np.isfinite(delta).any() else 1.0
+    limit = limit or 1.0
+    width = min(max(8.0, len(x) / 120), 24.0)
+    height = 2.0 + 0.28 * len(result.letters)
+    figure, (top, bottom) = plt.subplots(
+        2, 1, figsize=(width, height), sharex=True, layout="constrained",
+        gridspec_kw={"height_ratios": [1, max(1.5, len(result.letters) / 4)]},
+    )  # fmt: skip
+    extent = (x[0] - 0.5, x[-1] + 0.5)
+    top.fill_between(x, np.nan_to_num(importance), step="mid", color="#444444", linewidth=0)
+    top.set_ylabel("mean |delta|")
+    top.set_xlim(*extent)
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#dddddd")  # reference letters and unmutated positions
+    image = bottom.imshow(
+        np.ma.masked_invalid(delta), aspect="auto", cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest",
+        extent=(extent[0], extent[1], len(result.letters) - 0.5, -0.5),
+    )  # fmt: skip
+    bottom.set_yticks(range(len(result.letters)), list(result.letters), fontsize=7 if len(result.letters) > 4 else 9)
+    bottom.set_ylabel("mutant")
+    units = "z-score" if result.units == "z-score" else "label units"
+    colorbar = figure.colorbar(image, ax=[top, bottom], fraction=0.025, pad=0.01)
+    top.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
+    colorbar.set_label(f"delta {result.output_names[output]} ({units})")
+    target = result.target
+    if offsets is not None:
+        bottom.set_xlabel("position relative to the TSS (gene's strand)")
+        for axis in (top, bottom):
+            axis.axvline(0, color="black", linewidth=0.8, linestyle="--")
+        strand = target.strand or "+"
+        top.annotate(
+            f"TSS ({strand} strand gene; transcription →)", xy=(0, 0.97), xycoords=("data", "axes fraction"),
+            xytext=(4, 0), textcoords="offset points", fontsize=8, va="top",
+            bbox={"boxstyle": "square,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+        )  # fmt: skip
+    else:
+        bottom.set_xlabel("position in the sequence")
+    where = f"  {target.chrom}, {target.strand} strand" if target.chrom else ""
+    figure.suptitle(f"saturation mutagenesis of {target.id}{where}: delta {result.output_names[output]}", fontsize=10)
+    with AtomicFile(path, "wb") as handle:
+        figure.savefig(handle.handle, format="png", dpi=110)
+        handle.commit()
+    plt.close(figure)
+
+
+def summary_lines(result: MutagenesisResult, output: Path | None) -> list[str]:
+    record = result.record
+    lines = [
+        f"scanned {record['positions']:,} positions of {result.target.id} ({record['scan']}): "
+        f"{result.sequences_scored:,} sequences per model in {record['wall_time_s']:.1f} s"
+    ]
+    if record.get("positions_skipped"):
+        lines.append(f"  {record['positions_skipped']:,} positions not mutated (letter not in {result.letters})")
+    for line in record.get("read_report", []):
+        lines.append(f"  {line}")
+    for name in record.get("files", []):
+        lines.append(f"  wrote {name}")
+    if output is not None:
+        lines.append(f"  details: {sidecar_path(output)}")
+    return lines
+
+
+__all__ = ["LETTERS", "MutagenesisResult", "ScanTarget", "mutagenesis", "parse_region", "plot_mutagenesis"]

@@ -1,0 +1,230 @@
+"""`expression-perceiver variant-effect` and `expression-perceiver mutagenesis`: argument parsing around
+`inference.variant_effects` and `inference.mutagenesis`. Bad input is one line on stderr and exit code 2
+(`cli.main`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..data.xpresso import XPRESSO_BEST_WINDOW
+from .inputs import FeatureTable, ProteinSource
+
+VARIANT_EFFECT_DESCRIPTION = """\
+Predict the effect of each VCF variant on the expression of the genes whose promoter windows hold it: the prediction
+for the reference window (ref_pred), for the window carrying the ALT allele (alt_pred) and delta = alt_pred - ref_pred,
+with one model or an ensemble (repeat --model: means, delta_std, n_models).
+
+Windows are cut from --genome as `prepare genome` and `predict --bed` cut them: the --bed windows (or 20,000-base
+windows centred on the TSSs of --tss-table), kept at --window indices (default 3000 13500: -7,000..+3,500 around the
+TSS of Xpresso's windows), minus-strand genes reverse-complemented (the ALT is applied on the + strand first).
+
+Indels keep the window anchored at the TSS: the sequence between the TSS and the variant stays in place, and the window
+is trimmed or padded at its far end (away from the TSS) with the genome's own sequence beyond the window (N only past a
+chromosome's end), so its length does not change.
+
+One row per ALT allele and gene, in VCF order, with a status: ok, outside_windows, chromosome_not_in_genome,
+no_alt_allele, symbolic_allele, unsupported_allele, ref_mismatch, no_features, no_protein. A bad record never stops the
+run; a file that cannot be read as VCF is one error line (exit code 2)."""
+
+MUTAGENESIS_DESCRIPTION = """\
+Saturation mutagenesis: every position of a scanned range replaced by each other base (19 other amino acids for a
+protein model), scored with one model or an ensemble; the reference once and each mutant once, in batches.
+
+Scan a gene's model window (--gene with --genome and --bed or --tss-table; by default the 2,000 positions around the
+TSS, --scan -1000 1000), a genome region (--region chr1:1000-2000[:-] with --genome) or a sequence (--sequence, or
+--fasta with --record). Writes a .npz (arrays) or .tsv (position, tss_offset, ref, alt, alt_pred, delta) with
+<output>.json, and a heatmap PNG with the TSS, the strand and the importance track (mean |delta| per position)."""
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-m", "--model", action="append", required=True, metavar="MODEL",
+        help="model folder or Hub id (org/name or org/name@revision); repeat for an ensemble",
+    )  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def _add_window_arguments(group) -> None:
+    group.add_argument("--genome", type=Path, help="genome FASTA (plain or bgzip)")
+    group.add_argument("--bed", type=Path, help="promoter windows: chrom start end gene_id score strand")
+    group.add_argument(
+        "--tss-table", type=Path,
+        help="instead of --bed: a TSV/CSV with gene_id, chrom, tss (1-based) and strand; each gene gets a 20,000-base "
+        "window centred on its TSS, as Xpresso's",
+    )  # fmt: skip
+    window = group.add_mutually_exclusive_group()
+    window.add_argument(
+        "--window", type=int, nargs=2, metavar=("START", "END"), default=XPRESSO_BEST_WINDOW,
+        help="indices of each promoter window the model reads (default: 3000 13500, -7,000..+3,500 around the TSS of "
+        "a 20,000-base window, as predict --bed)",
+    )  # fmt: skip
+    window.add_argument("--full-window", action="store_true", help="the whole promoter windows")
+    group.add_argument(
+        "--tss-index", type=int,
+        help="index of the TSS in each promoter window (default: its centre, 10,000 for Xpresso's windows); for "
+        "mutagenesis of a region or sequence, its index there",
+    )  # fmt: skip
+
+
+def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
+    features = parser.add_argument_group("per-gene features and proteins")
+    features.add_argument("--features", type=Path, help="TSV/CSV table of per-gene features by gene id")
+    features.add_argument("--features-id-column", default="gene_id", help="(default: %(default)s)")
+    features.add_argument(
+        "--feature-columns", nargs="+", metavar="COLUMN",
+        help="feature columns of --features in the model's order (default: the training run's feature names, else "
+        "every column but the id)",
+    )  # fmt: skip
+    features.add_argument(
+        "--fill-missing-features", action="store_true",
+        help="fill missing features (training means when stored, else zeros) instead of leaving the gene unscored",
+    )  # fmt: skip
+    features.add_argument("--proteins", type=Path, help="TSV/CSV table of proteins by gene id (Protein&DNAPerceiver)")
+    features.add_argument("--proteins-id-column", default="gene_id", help="(default: %(default)s)")
+    features.add_argument("--proteins-sequence-column", default="sequence", help="(default: %(default)s)")
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    run = parser.add_argument_group("running")
+    run.add_argument("--batch-size", type=int, default=32, help="sequences per forward pass (default: %(default)s)")
+    run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    run.add_argument(
+        "--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
+        help="precision (default: bf16 autocast on a GPU that supports it, else float32)",
+    )  # fmt: skip
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+
+def add_variant_effect_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "variant-effect",
+        help="predicted expression effects of VCF variants in promoter windows",
+        description=VARIANT_EFFECT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--vcf", type=Path, required=True, help="VCF (plain or bgzip, tabix index optional) or BCF")
+    _add_model_arguments(parser)
+    parser.add_argument("-o", "--output", type=Path, required=True, help="TSV to write (with <output>.json)")
+    parser.add_argument(
+        "--annotate-vcf", type=Path, metavar="VCF",
+        help="also write the VCF back with an EP_EFFECT INFO field (.vcf, or .vcf.gz: bgzip, tabix-indexed when "
+        "sorted)",
+    )  # fmt: skip
+    parser.add_argument("--members", action="store_true", help="add each ensemble member's delta")
+    _add_window_arguments(parser.add_argument_group("promoter windows"))
+    _add_feature_arguments(parser)
+    _add_run_arguments(parser)
+    parser.set_defaults(run=run_variant_effect)
+    return parser
+
+
+def add_mutagenesis_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "mutagenesis",
+        help="saturation mutagenesis of a gene's window, a region or a sequence: deltas, heatmap, importance",
+        description=MUTAGENESIS_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_arguments(parser)
+    parser.add_argument("-o", "--output", type=Path, required=True, help=".npz or .tsv to write (with <output>.json)")
+    parser.add_argument("--tsv", type=Path, help="also a TSV, one row per substitution")
+    plot = parser.add_mutually_exclusive_group()
+    plot.add_argument("--plot", type=Path, help="heatmap PNG (default: the output's name with .png)")
+    plot.add_argument("--no-plot", action="store_true", help="no heatmap")
+    what = parser.add_argument_group("what to scan (one of)")
+    what.add_argument("--gene", help="gene id of a --bed / --tss-table window (with --genome)")
+    what.add_argument("--region", help="chrom:start-end, 1-based inclusive, :- for the minus strand (with --genome)")
+    what.add_argument("--sequence", help="a sequence, as a string")
+    what.add_argument("--fasta", type=Path, help="a FASTA file (plain or gzip): its record --record, or its first")
+    what.add_argument("--record", help="the FASTA record's id (also names a --sequence)")
+    _add_window_arguments(parser.add_argument_group("genome and windows"))
+    parser.add_argument(
+        "--scan", type=int, nargs=2, metavar=("START", "END"),
+        help="offsets from the TSS to scan, END excluded (default: -1000 1000), or indices when there is no TSS "
+        "(default: the whole sequence)",
+    )  # fmt: skip
+    _add_feature_arguments(parser)
+    _add_run_arguments(parser)
+    parser.set_defaults(run=run_mutagenesis)
+    return parser
+
+
+def _features_and_proteins(args: argparse.Namespace) -> dict:
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.feature_columns and args.features is None:
+        raise ValueError("--feature-columns names columns of --features; give --features too")
+    features = (
+        FeatureTable(args.features, args.features_id_column, tuple(args.feature_columns or ()))
+        if args.features is not None
+        else None
+    )
+    proteins = (
+        ProteinSource(args.proteins, args.proteins_id_column, args.proteins_sequence_column)
+        if args.proteins is not None
+        else None
+    )
+    return dict(
+        features=features,
+        proteins=proteins,
+        fill_missing_features=args.fill_missing_features,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+
+
+def run_variant_effect(args: argparse.Namespace) -> int:
+    from .variants import summary_lines, variant_effects
+
+    if args.genome is None:
+        raise ValueError("--genome is needed: the windows are cut from it")
+    summary = variant_effects(
+        args.vcf,
+        args.model,
+        genome=args.genome,
+        bed=args.bed,
+        tss_table=args.tss_table,
+        window=None if args.full_window else tuple(args.window),
+        tss_index=args.tss_index,
+        output=args.output,
+        annotate_vcf=args.annotate_vcf,
+        members=args.members,
+        **_features_and_proteins(args),
+    )
+    if not args.quiet:
+        print("\n".join(summary_lines(summary)))
+    return 0
+
+
+def run_mutagenesis(args: argparse.Namespace) -> int:
+    from .mutagenesis import mutagenesis, summary_lines
+
+    plot = None if args.no_plot else (args.plot or args.output.with_suffix(".png"))
+    result = mutagenesis(
+        args.model,
+        sequence=args.sequence,
+        fasta=args.fasta,
+        record=args.record,
+        gene=args.gene,
+        region=args.region,
+        genome=args.genome,
+        bed=args.bed,
+        tss_table=args.tss_table,
+        window=None if args.full_window else tuple(args.window),
+        tss_index=args.tss_index,
+        scan=tuple(args.scan) if args.scan else None,
+        output=args.output,
+        tsv=args.tsv,
+        plot=plot,
+        **_features_and_proteins(args),
+    )
+    if not args.quiet:
+        print("\n".join(summary_lines(result, args.output)))
+    return 0
+
+
+__all__ = ["add_mutagenesis_parser", "add_variant_effect_parser", "run_mutagenesis", "run_variant_effect"]

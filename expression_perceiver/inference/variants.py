@@ -1,0 +1,566 @@
+"""Variant effects: for each VCF variant inside a gene's promoter window, the expression predicted for the reference
+window and for the window carrying the ALT allele, and their difference (`delta = alt - ref`), with one model or an
+ensemble. `expression-perceiver variant-effect` calls `variant_effects`.
+
+- Windows come from a promoter BED (chrom, start, end, gene_id, score, strand) or a TSS table (gene_id, chrom, tss,
+  strand; `read_tss_table`) and are cut to the model's window exactly as `prepare genome` and `predict --bed` cut them
+  (`window`, default 3000..13500 of Xpresso's 20,000-base windows, -7,000..+3,500 around the TSS), the TSS at
+  `tss_index` of each BED window (default: its centre). Minus-strand windows are reverse-complemented; the ALT allele
+  is applied on the + strand before that.
+- SNVs, MNVs, insertions, deletions and complex changes are scored. **Indels keep the window anchored at the TSS**:
+  the sequence between the TSS and the variant stays in place and the window is trimmed or padded on its far side,
+  away from the TSS, so its length stays the window's length; padding is the genome's own sequence beyond the window
+  (N only past a chromosome's end). When the TSS base itself is deleted, the next remaining base downstream on the
+  gene's strand takes its index. See `windows.py` for the full rule.
+- Multi-allelic records give one row per ALT; a variant inside several genes' windows one row per gene (in the
+  promoter file's order). Every row has a `status`: `ok`, or why it was not scored (`STATUSES`). A bad record never
+  stops the run; a file that cannot be read as VCF (or a line that cannot be parsed) is one error line.
+- Each gene's reference window is scored once; ALT windows are scored in batches, and the same allele in the same
+  gene (duplicate records) is scored once, so duplicates get identical numbers. An ALT window identical to the
+  reference (a change the window does not see) gets the reference's prediction and a delta of exactly 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.errors import DataError, ReadReport, file_label
+from ..data.genome import Genome, read_promoter_bed, read_tss_table, select_genome_windows
+from ..data.vcf import AnnotatedVcfWriter, VcfReader, VcfRecord
+from ..data.xpresso import XPRESSO_BEST_WINDOW
+from ..training.reporting import versions
+from .api import Progress, RunSummary, mapping_as_protein_table, resolve_features, resolve_proteins
+from .inputs import Example, InputPreparer
+from .predictor import DEFAULT_BATCH_SIZE, Predictor
+from .windows import (
+    DNA_LETTERS,
+    Change,
+    GeneWindow,
+    WindowIndex,
+    alt_window,
+    change_offset,
+    gene_windows,
+    minimal_change,
+)
+from .writers import AtomicFile, check_id, check_writable, sidecar_path, write_json_atomically
+
+STATUSES = {
+    "ok": "scored",
+    "outside_windows": "the variant lies outside every promoter window",
+    "chromosome_not_in_genome": "the variant's chromosome is not in the genome (under any chr-prefix alias)",
+    "no_alt_allele": "ALT is '.' (no alternative allele)",
+    "symbolic_allele": "a symbolic ALT (<DEL>, <*>, '*', a breakend): no sequence to apply",
+    "unsupported_allele": "REF or ALT holds letters other than A C G T N, or ALT equals REF",
+    "ref_mismatch": "REF differs from the genome at POS",
+    "no_features": "the model reads per-gene features and the gene has none (see --fill-missing-features)",
+    "no_protein": "the model reads the gene's protein and the protein table has none for it",
+}
+INDEL_RULE = (
+    "windows stay anchored at the TSS: an indel moves only the sequence on its side of the TSS, which is trimmed or "
+    "padded at the window's far end (away from the TSS) to keep the window's length; padding is the genome's own "
+    "sequence beyond the window (N only past a chromosome's end); a deleted TSS passes its index to the next "
+    "remaining base downstream on the gene's strand; alleles are trimmed to their minimal form first; minus-strand "
+    "windows are reverse-complemented after the ALT is applied on the + strand"
+)
+INFO_ID = "EP_EFFECT"
+RECORDS_PER_BLOCK = 2_048
+ALT_CACHE_SIZE = 200_000
+
+
+@dataclass
+class EffectRow:
+    """One output row: a record's ALT in one gene's window (`window` None when it is in none)."""
+
+    record: VcfRecord
+    alt: str
+    window: GeneWindow | None
+    status: str
+    change: Change | None = None
+    tss_offset: int | None = None
+    ref_values: np.ndarray | None = None  # (models, outputs)
+    alt_values: np.ndarray | None = None
+
+
+def digest(sequence: str) -> bytes:
+    return hashlib.blake2b(sequence.encode("ascii"), digest_size=16).digest()
+
+
+def is_symbolic(alt: str) -> bool:
+    return alt.startswith("<") or alt in ("*", "<*>") or "[" in alt or "]" in alt or alt.startswith(".")
+
+
+def read_windows(bed: Any = None, tss_table: Any = None) -> tuple[list, str]:
+    """The promoter windows of a BED file or a TSS table, and the file's name."""
+    if (bed is None) == (tss_table is None):
+        raise DataError("give the promoter windows as a BED file (--bed) or a TSS table (--tss-table), one of them")
+    if bed is not None:
+        return read_promoter_bed(bed), file_label(bed)
+    return read_tss_table(tss_table), file_label(tss_table)
+
+
+class VariantScorer:
+    """Rows of VCF records and their predictions (see the module docstring)."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        genome: Genome,
+        windows: Sequence[GeneWindow],
+        features: Mapping[str, Sequence[float]] | None,
+        proteins: Mapping[str, str] | None,
+        fill_missing_features: bool,
+        batch_size: int,
+    ):
+        self.predictor = predictor
+        self.genome = genome
+        self.windows = list(windows)
+        self.index = WindowIndex(windows)
+        self.features = features
+        self.proteins = proteins
+        self.fill_missing_features = fill_missing_features
+        self.batch_size = batch_size
+        self.preparer = InputPreparer(predictor.model_inputs, "start", fill_missing_features, "variant windows")
+        self.reads_features = predictor.model_inputs.num_features > 0
+        self.reads_protein = predictor.model_inputs.protein_max_length is not None
+        self.ref_values: dict[int, np.ndarray] = {}
+        self.ref_sequences: dict[int, bytes] = {}  # digests: an ALT window equal to its reference reuses it
+        self.alt_values: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.counts: Counter[str] = Counter()
+        self.scored = {"reference_windows": 0, "alt_windows": 0}
+        self._ref_checks: dict[tuple[int, str], bool] = {}
+
+    # --- rows -----------------------------------------------------------------------------------------------------
+
+    def _gene_problem(self, window: GeneWindow) -> str | None:
+        if self.reads_features and not self.fill_missing_features:
+            if self.features is None or window.gene_id not in self.features:
+                return "no_features"
+        if self.reads_protein and (self.proteins is None or window.gene_id not in self.proteins):
+            return "no_protein"
+        return None
+
+    def _ref_matches(self, record: VcfRecord, chrom: str) -> bool:
+        key = (record.index, record.ref)
+        if key not in self._ref_checks:
+            found, _ = self.genome.window(chrom, record.pos - 1, record.pos - 1 + len(record.ref), "+")
+            self._ref_checks = {key: found == record.ref.upper()}  # only the current record's result is kept
+        return self._ref_checks[key]
+
+    def rows(self, record: VcfRecord) -> list[EffectRow]:
+        """The rows of one record: one per ALT and gene whose window holds it, or one per ALT when none does."""
+        if not record.alts:
+            return [EffectRow(record, ".", None, "no_alt_allele")]
+        chrom = self.genome.resolve(record.chrom)
+        rows = []
+        for alt in record.alts:
+            if chrom is None:
+                rows.append(EffectRow(record, alt, None, "chromosome_not_in_genome"))
+                continue
+            symbolic = is_symbolic(alt)
+            letters_ok = set(record.ref.upper()) <= DNA_LETTERS and (symbolic or set(alt.upper()) <= DNA_LETTERS)
+            if symbolic or not letters_ok or not record.ref:
+                change = Change(record.pos - 1, record.ref.upper(), "")
+            else:
+                change = minimal_change(record.pos, record.ref, alt)
+            windows = self.index.overlapping(chrom, change.start, len(change.ref))
+            if not windows and not change.ref and not change.alt:  # ALT equals REF: the windows of REF itself
+                windows = self.index.overlapping(chrom, record.pos - 1, len(record.ref))
+            if not windows:
+                rows.append(EffectRow(record, alt, None, "outside_windows"))
+                continue
+            for window in windows:
+                if symbolic:
+                    status = "symbolic_allele"
+                elif not letters_ok or not record.ref or change.key[1:] == ("", ""):
+                    status = "unsupported_allele"
+                elif not self._ref_matches(record, chrom):
+                    status = "ref_mismatch"
+                else:
+                    status = self._gene_problem(window) or "ok"
+                rows.append(EffectRow(record, alt, window, status, change, change_offset(window, change)))
+        return rows
+
+    # --- predictions ----------------------------------------------------------------------------------------------
+
+    def _example(self, window: GeneWindow, sequence: str, name: str) -> Example:
+        features = None
+        if self.reads_features and self.features is not None and window.gene_id in self.features:
+            features = tuple(float(value) for value in self.features[window.gene_id])
+        protein = self.proteins.get(window.gene_id) if self.reads_protein and self.proteins is not None else None
+        return self.preparer(Example(name, sequence, features, protein))
+
+    def _predict(self, examples: list[Example]) -> np.ndarray:
+        values = np.empty((len(examples), len(self.predictor.members), self.predictor.num_outputs))
+        for chunk in self.predictor.predict_chunks(examples, self.batch_size):
+            values[chunk.start : chunk.start + len(chunk.examples)] = chunk.values
+        return values
+
+    def score(self, rows: Sequence[EffectRow]) -> None:
+        """Fills `ref_values` and `alt_values` of the rows with status `ok`, scoring what is not cached yet."""
+        scored = [row for row in rows if row.status == "ok"]
+        new_windows = list({row.window.index: row.window for row in scored if row.window.index not in self.ref_values})
+        if new_windows:
+            windows = [self.windows[index] for index in new_windows]
+            sequences = [window.reference(self.genome) for window in windows]
+            examples = [self._example(w, s, f"{w.gene_id}|ref") for w, s in zip(windows, sequences, strict=True)]
+            values = self._predict(examples)
+            for window, sequence, value in zip(windows, sequences, values, strict=True):
+                self.ref_values[window.index] = value
+                self.ref_sequences[window.index] = digest(sequence)
+            self.scored["reference_windows"] += len(windows)
+
+        pending: dict[tuple, Example] = {}
+        for row in scored:
+            key = (row.window.index, row.change.key)
+            if key in self.alt_values or key in pending:
+                if key in self.alt_values:
+                    self.alt_values.move_to_end(key)
+                continue
+            sequence = alt_window(self.genome, row.window, row.change)
+            if digest(sequence) == self.ref_sequences[row.window.index]:
+                self.alt_values[key] = self.ref_values[row.window.index]
+                continue
+            name = f"{row.window.gene_id}|{row.record.chrom}:{row.record.pos}:{row.record.ref}>{row.alt}"
+            pending[key] = self._example(row.window, sequence, name)
+        if pending:
+            values = self._predict(list(pending.values()))
+            for key, value in zip(pending, values, strict=True):
+                self.alt_values[key] = value
+            self.scored["alt_windows"] += len(pending)
+        for row in scored:
+            row.ref_values = self.ref_values[row.window.index]
+            row.alt_values = self.alt_values[(row.window.index, row.change.key)]
+        while len(self.alt_values) > ALT_CACHE_SIZE:
+            self.alt_values.popitem(last=False)
+        self.counts.update(row.status for row in rows)
+
+
+# --- the table ---------------------------------------------------------------------------------------------------
+
+
+def effect_columns(output_names: Sequence[str], members: int, member_columns: bool) -> list[str]:
+    """Columns of the effects table. With several outputs every prediction column ends in `_<output>`; for an
+    ensemble `ref_pred`, `alt_pred` and `delta` are means over the models, with `delta_std` (ddof=1) and `n_models`."""
+    suffixes = [""] if len(output_names) == 1 else [f"_{name}" for name in output_names]
+    columns = ["chrom", "pos", "id", "ref", "alt", "gene", "strand", "tss_offset"]
+    for suffix in suffixes:
+        columns += [f"ref_pred{suffix}", f"alt_pred{suffix}", f"delta{suffix}"]
+        if members > 1:
+            columns.append(f"delta_std{suffix}")
+            if member_columns:
+                columns += [f"delta{suffix}_model{index + 1}" for index in range(members)]
+    if members > 1:
+        columns.append("n_models")
+    columns.append("status")
+    return columns
+
+
+def effect_values(row: EffectRow, members: int, member_columns: bool) -> list[float | None]:
+    """The prediction fields of a row in `effect_columns` order (None where it was not scored)."""
+    outputs = None if row.ref_values is None else row.ref_values.shape[1]
+    if outputs is None:
+        return []
+    delta = row.alt_values - row.ref_values  # (models, outputs)
+    values: list[float | None] = []
+    for output in range(outputs):
+        values += [
+            float(row.ref_values[:, output].mean()),
+            float(row.alt_values[:, output].mean()),
+            float(delta[:, output].mean()),
+        ]
+        if members > 1:
+            values.append(float(delta[:, output].std(ddof=1)))
+            if member_columns:
+                values += [float(value) for value in delta[:, output]]
+    if members > 1:
+        values.append(float(members))
+    return values
+
+
+def row_fields(row: EffectRow, members: int, member_columns: bool, width: int) -> list[Any]:
+    """Every field of a row in `effect_columns` order (None: not available)."""
+    record = row.record
+    window = row.window
+    head = [
+        record.chrom,
+        record.pos,
+        record.id,
+        record.ref,
+        row.alt,
+        window.gene_id if window else ".",
+        window.strand if window else ".",
+        row.tss_offset,
+    ]
+    values = effect_values(row, members, member_columns)
+    return [*head, *(values or [None] * width), row.status]
+
+
+def format_field(value: Any) -> str:
+    if value is None:
+        return "NA"
+    if isinstance(value, float):
+        return f"{value:.8g}"
+    return str(value)
+
+
+def annotation(row: EffectRow, members: int, outputs: int) -> str:
+    """The row as one value of the VCF INFO field: Allele|Gene|Strand|TSS_offset|Delta(s)|[Delta_std(s)|]Status."""
+    window = row.window
+    if row.ref_values is not None:
+        delta = row.alt_values - row.ref_values
+        deltas = [f"{value:.6g}" for value in delta.mean(axis=0)]
+        stds = [f"{value:.6g}" for value in delta.std(axis=0, ddof=1)] if members > 1 else []
+    else:
+        deltas, stds = ["."] * outputs, (["."] * outputs if members > 1 else [])
+    fields = [
+        row.alt,
+        window.gene_id if window else ".",
+        window.strand if window else ".",
+        "." if row.tss_offset is None else str(row.tss_offset),
+        ":".join(deltas),
+        *([":".join(stds)] if members > 1 else []),
+        row.status,
+    ]
+    return "|".join(fields)
+
+
+def annotation_description(output_names: Sequence[str], members: int, units: str) -> str:
+    std = "|Delta_std" if members > 1 else ""
+    ensemble = f"; means over {members} models, Delta_std their sample std" if members > 1 else ""
+    return (
+        "Predicted expression effect per ALT and gene (expression-perceiver variant-effect). "
+        f"Format: Allele|Gene|Strand|TSS_offset|Delta{std}|Status. Delta = alt - ref prediction ({units}; outputs "
+        f"{':'.join(output_names)}, ':'-separated{ensemble})"
+    )
+
+
+@dataclass
+class EffectsRun:
+    """What a call found: the rows (when kept) and counts."""
+
+    rows: list[list[Any]] = field(default_factory=list)
+    records: int = 0
+    written: int = 0
+
+
+def variant_effects(
+    vcf: str | os.PathLike,
+    models: str | Sequence[str] | Predictor,
+    *,
+    genome: str | os.PathLike,
+    bed: str | os.PathLike | None = None,
+    tss_table: str | os.PathLike | None = None,
+    window: tuple[int, int] | None = XPRESSO_BEST_WINDOW,
+    tss_index: int | None = None,
+    output: str | os.PathLike | None = None,
+    annotate_vcf: str | os.PathLike | None = None,
+    features: Any = None,
+    proteins: Any = None,
+    fill_missing_features: bool = False,
+    members: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str | None = None,
+    dtype: str | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+):
+    """Predicted effects of the variants of a VCF on the expression of the genes whose promoter windows hold them.
+
+    Args:
+        vcf: a VCF file, plain or bgzip-compressed (a tabix index is not needed), or BCF.
+        models: a model folder or Hub id (`org/name@revision`), a list of them (an ensemble), or a `Predictor`; the
+            models read DNA (a DNAPerceiver, or a Protein&DNAPerceiver with `proteins`).
+        genome: the reference genome FASTA (plain or bgzip) the VCF was called against.
+        bed: promoter windows (chrom, start, end, gene_id, score, strand), e.g. Xpresso's 20 kb windows; or
+        tss_table: a TSS table (gene_id, chrom, tss 1-based, strand), laid out as 20,000-base windows centred on it.
+        window: (start, end) indices of each promoter window the model reads, as `predict --bed` (default 3000..13500,
+            -7,000..+3,500 around Xpresso's TSS); None for the whole window.
+        tss_index: the TSS's index in each promoter window (default: its centre, 10,000 for Xpresso's windows).
+        output: a TSV to write (with `<output>.json`); None returns a `pandas.DataFrame`.
+        annotate_vcf: also write the VCF back with an `EP_EFFECT` INFO field per record (`.vcf`, or `.vcf.gz` bgzip
+            with a tabix index when the records are sorted).
+        features: per-gene features by gene id (a table path, a `FeatureTable` or a mapping) for models that read
+            them; fill_missing_features fills missing ones (else such rows get status `no_features`).
+        proteins: proteins by gene id (a table path, `ProteinSource` or mapping) for a Protein&DNAPerceiver.
+        members: add each ensemble member's delta.
+        batch_size, device, dtype, overwrite, progress: as for `predict`.
+
+    Returns:
+        with `output`, a `RunSummary`; else a DataFrame with the TSV's columns (NaN where not scored).
+    """
+    started = time.time()
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    output = Path(output) if output is not None else None
+    annotate_vcf = Path(annotate_vcf) if annotate_vcf is not None else None
+    targets = [path for path in (output, annotate_vcf) if path is not None]
+    if output is not None:
+        targets.append(sidecar_path(output))
+    check_writable(targets, overwrite)
+    promoter_windows, windows_name = read_windows(bed, tss_table)
+    predictor = models if isinstance(models, Predictor) else Predictor.from_pretrained(models, device, dtype)
+    model_inputs = predictor.model_inputs
+    if model_inputs.alphabet != "dna":
+        raise DataError(f"variant effects need a model that reads DNA; a {predictor.model_type} reads protein")
+    feature_rows, feature_source = resolve_features(
+        features, model_inputs.num_features, predictor.first.run.feature_names
+    )
+    protein_rows = resolve_proteins(proteins)
+    if protein_rows is not None and model_inputs.protein_max_length is None:
+        raise DataError(f"proteins were given, but a {predictor.model_type} reads no protein")
+    if isinstance(protein_rows, Mapping):
+        protein_rows = mapping_as_protein_table(protein_rows)
+    protein_map = {gene: row.sequence for gene, row in protein_rows.proteins.items()} if protein_rows else None
+
+    with VcfReader(vcf) as reader, Genome(genome) as reference:
+        report = ReadReport(f"{reference.name} + {windows_name}")
+        selected = select_genome_windows(promoter_windows, reference, report)
+        crop = tuple(window) if window is not None else None
+        gene_list = gene_windows(selected, reference, crop, tss_index)
+        longest = max(item.length for item in gene_list)
+        if longest > model_inputs.max_length:
+            raise DataError(
+                f"the model windows have {longest:,} bases, the model reads at most {model_inputs.max_length:,}: "
+                "choose a window (--window) that fits it"
+            )
+        scorer = VariantScorer(
+            predictor, reference, gene_list, feature_rows, protein_map, fill_missing_features, batch_size
+        )
+        count = len(predictor.members)
+        columns = effect_columns(predictor.output_names, count, members)
+        width = len(columns) - 9  # the prediction fields
+        run = EffectsRun()
+        bar = Progress(progress, None, "variant")
+        table = AtomicFile(output) if output is not None else None
+        annotated = (
+            AnnotatedVcfWriter(
+                reader,
+                annotate_vcf,
+                INFO_ID,
+                ".",
+                annotation_description(predictor.output_names, count, predictor.units),
+            )
+            if annotate_vcf is not None
+            else None
+        )
+        try:
+            if table is not None:
+                table.handle.write("\t".join(columns) + "\n")
+            records = reader.records()
+            while block := list(itertools.islice(records, RECORDS_PER_BLOCK)):
+                rows_by_record = [scorer.rows(record) for record in block]
+                scorer.score([row for rows in rows_by_record for row in rows])
+                for record, rows in zip(block, rows_by_record, strict=True):
+                    fields = [row_fields(row, count, members, width) for row in rows]
+                    if table is not None:
+                        table.handle.writelines(
+                            "\t".join(check_id(format_field(value)) for value in line) + "\n" for line in fields
+                        )
+                    else:
+                        run.rows += fields
+                    if annotated is not None:
+                        annotated.write(record, [annotation(row, count, predictor.num_outputs) for row in rows])
+                    run.written += len(rows)
+                run.records += len(block)
+                bar.update(len(block))
+            sidecar = {
+                "command": "variant-effect",
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "models": [member.describe() for member in predictor.members],
+                "input": {
+                    "vcf": str(vcf),
+                    "genome": str(genome),
+                    "promoters": str(bed if bed is not None else tss_table),
+                    "promoters_kind": "bed" if bed is not None else "tss table",
+                    "window": list(crop) if crop else None,
+                    "tss_index": tss_index if tss_index is not None else "the centre of each promoter window",
+                    "genes": len(gene_list),
+                },
+                "columns": columns,
+                "units": predictor.units,
+                "outputs": [
+                    {"name": name, "units": units}
+                    for name, units in zip(predictor.output_names, predictor.output_units, strict=True)
+                ],
+                "ensemble": {
+                    "n": count,
+                    "ref_pred, alt_pred, delta": "means over the models",
+                    "delta_std": "sample standard deviation of the models' deltas (ddof=1)",
+                }
+                if count > 1
+                else None,
+                "indel_rule": INDEL_RULE,
+                "statuses": STATUSES,
+                "counts": {
+                    "records": run.records,
+                    "rows": run.written,
+                    "status": dict(sorted(scorer.counts.items())),
+                    **scorer.scored,
+                    **{key: value for key, value in scorer.preparer.counts_dict().items() if key == "features_filled"},
+                },
+                "read_report": [line.strip() for line in report.summary_lines()[1:]],
+                "features_source": feature_source or None,
+                "annotated_vcf": str(annotate_vcf) if annotate_vcf else None,
+                **predictor.describe_device(),
+                "batch_size": batch_size,
+                "versions": versions(),
+            }
+            if annotated is not None:
+                annotated.commit()
+                sidecar["annotated_vcf_indexed"] = annotated.indexed
+            sidecar["wall_time_s"] = round(time.time() - started, 3)
+            if table is not None:
+                table.commit()
+        except BaseException:
+            if table is not None:
+                table.discard()
+            if annotated is not None:
+                annotated.discard()
+            raise
+        finally:
+            bar.close()
+    if output is None:
+        return _frame(run.rows, columns)
+    write_json_atomically(sidecar_path(output), sidecar)
+    return RunSummary(output, sidecar_path(output), run.written, sidecar["counts"], sidecar)
+
+
+def _frame(rows: list[list[Any]], columns: list[str]):
+    import pandas
+
+    frame = pandas.DataFrame(rows, columns=columns)
+    for column in columns[8:-1]:
+        frame[column] = pandas.to_numeric(frame[column], errors="coerce").astype(float)
+    frame["tss_offset"] = frame["tss_offset"].astype("Int64")
+    if "n_models" in frame:
+        frame["n_models"] = frame["n_models"].astype("Int64")
+    return frame
+
+
+def summary_lines(summary: RunSummary) -> list[str]:
+    """What the command prints: rows written, by status, and the files."""
+    counts = summary.counts
+    lines = [f"wrote {summary.output}: {summary.rows:,} rows for {counts['records']:,} VCF records"]
+    statuses = ", ".join(f"{status} {number:,}" for status, number in counts["status"].items())
+    lines.append(f"  status: {statuses}")
+    lines.append(f"  scored {counts['reference_windows']:,} reference and {counts['alt_windows']:,} ALT windows")
+    for line in summary.record.get("read_report", []):
+        lines.append(f"  {line}")
+    if summary.record.get("annotated_vcf"):
+        lines.append(f"  annotated VCF: {summary.record['annotated_vcf']}")
+    lines.append(f"  details: {summary.sidecar}")
+    return lines
+
+
+__all__ = ["INDEL_RULE", "STATUSES", "VariantScorer", "effect_columns", "variant_effects"]

@@ -1,0 +1,159 @@
+"""A `transformers` pipeline for expression regression, shipped with the model's code so that a checkpoint on the Hub
+needs no package install:
+
+```python
+from transformers import pipeline
+
+regress = pipeline(model="org/dna-perceiver", trust_remote_code=True)
+regress("ACGT" * 2_500)                     # {"predictions": {"expression": 1.93}, "units": "data"}
+regress(["ACGT" * 2_500, "GATTACA" * 100], batch_size=2)
+regress({"sequence": "ACGT" * 2_500, "features": [0.1] * 8})   # a model that reads per-gene features
+regress("ACGT" * 2_500, units="z-score")    # the model's standardised output
+```
+
+A checkpoint declares it in `config.json` (`custom_pipelines`, task `expression-regression`) beside this file; the
+pipeline reads the main sequence (promoter DNA, or a protein for a ProteinPerceiver) as a string, optionally per-gene
+`features` and, for a Protein&DNAPerceiver, a `protein_sequence` (its tokenizer from the `protein_tokenizer`
+subfolder). A sequence longer than the model reads (`max_sequence_length`) keeps its first positions, as the package's
+`predict` does by default. Predictions are in the training labels' units (`label_mean` / `label_std` in the config)
+or, for `units="z-score"` or a checkpoint without them, z-scores.
+
+This file imports only torch and transformers: it is part of the Hub bundle.
+"""
+
+import re
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, Pipeline
+
+TASK = "expression-regression"
+PIPELINE_FILE = "pipeline_expression_perceiver.py"
+UNITS = ("data", "z-score")
+DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
+# What `config.json` holds so that `pipeline(model=..., trust_remote_code=True)` finds this class.
+CUSTOM_PIPELINES = {
+    TASK: {
+        "impl": "pipeline_expression_perceiver.ExpressionRegressionPipeline",
+        "pt": ["AutoModelForSequenceClassification"],
+        "type": "text",
+    }
+}
+
+
+class ExpressionRegressionPipeline(Pipeline):
+    """Expression predicted from sequences (see the module docstring).
+
+    Call with a sequence string, a mapping (`sequence`, optionally `features` and `protein_sequence`), or a list of
+    them. Options: `units` (`"data"`, default, or `"z-score"`), `features` and `protein_sequence` applied to every
+    input that has none. Each input gives `{"predictions": {output name: value}, "units": "data" | "z-score"}`.
+    """
+
+    _load_tokenizer = True
+    _load_processor = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _load_feature_extractor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._protein_tokenizer = None
+
+    # --- the model's facts ------------------------------------------------------------------------------------------
+
+    @property
+    def encoder_config(self):
+        return getattr(self.model.config, "dna_config", None) or self.model.config
+
+    @property
+    def reads_protein(self) -> bool:
+        return getattr(self.model.config, "protein_config", None) is not None
+
+    @property
+    def output_names(self) -> list[str]:
+        config = self.model.config
+        labels = [str(config.id2label[i]) for i in range(config.num_labels)] if config.id2label else []
+        if labels and not any(DEFAULT_LABEL.match(label) for label in labels):
+            return labels
+        return ["output"] if config.num_labels == 1 else [f"output_{i}" for i in range(config.num_labels)]
+
+    def protein_tokenizer(self):
+        if self._protein_tokenizer is None:
+            self._protein_tokenizer = AutoTokenizer.from_pretrained(
+                self.model.name_or_path, subfolder="protein_tokenizer", trust_remote_code=True
+            )
+        return self._protein_tokenizer
+
+    # --- the pipeline's steps ---------------------------------------------------------------------------------------
+
+    def _sanitize_parameters(self, units=None, features=None, protein_sequence=None, **kwargs):
+        preprocess, postprocess = {}, {}
+        if features is not None:
+            preprocess["features"] = features
+        if protein_sequence is not None:
+            preprocess["protein_sequence"] = protein_sequence
+        if units is not None:
+            if units not in UNITS:
+                raise ValueError(f"units must be one of {', '.join(UNITS)}, not {units!r}")
+            postprocess["units"] = units
+        return preprocess, {}, postprocess
+
+    def _encode(self, tokenizer, sequence: str, limit: int, prefix: str = "") -> dict:
+        sequence = sequence.strip()
+        if sequence.endswith("*"):
+            sequence = sequence[:-1]
+        if not sequence:
+            raise ValueError("an empty sequence cannot be scored")
+        encoded = tokenizer(sequence[:limit], return_tensors="pt", add_special_tokens=False)
+        return {f"{prefix}input_ids": encoded["input_ids"], f"{prefix}attention_mask": encoded["attention_mask"]}
+
+    def preprocess(self, inputs, features=None, protein_sequence=None):
+        if isinstance(inputs, dict):
+            if "sequence" not in inputs:
+                raise ValueError(f"an input mapping needs a 'sequence' (keys: {', '.join(inputs)})")
+            features = inputs.get("features", features)
+            protein_sequence = inputs.get("protein_sequence", protein_sequence)
+            inputs = inputs["sequence"]
+        if not isinstance(inputs, str):
+            raise ValueError(f"give a sequence string or a mapping with 'sequence', not {type(inputs).__name__}")
+        config = self.encoder_config
+        model_inputs = self._encode(self.tokenizer, inputs, int(config.max_sequence_length))
+        width = int(getattr(config, "num_features", 0) or 0)
+        if width:
+            if features is None:
+                raise ValueError(f"this model reads {width} per-gene features: pass features=[...] (or in the input)")
+            values = torch.tensor([list(features)], dtype=torch.float32)
+            if values.shape != (1, width):
+                raise ValueError(f"this model reads {width} per-gene features, {values.shape[-1]} were given")
+            model_inputs["features"] = values
+        if self.reads_protein:
+            if not protein_sequence:
+                raise ValueError("this model reads the gene's protein beside its promoter: pass protein_sequence=...")
+            limit = int(self.model.config.protein_config.max_sequence_length)
+            model_inputs.update(self._encode(self.protein_tokenizer(), protein_sequence, limit, "protein_"))
+        return model_inputs
+
+    def _forward(self, model_inputs):
+        return {"logits": self.model(**model_inputs).logits}
+
+    def postprocess(self, model_outputs, units="data"):
+        logits = model_outputs["logits"].float().reshape(-1).cpu()
+        config = self.model.config
+        mean, std = getattr(config, "label_mean", None), getattr(config, "label_std", None)
+        if units == "data" and mean is not None and std is not None:
+            values = logits * torch.tensor(std, dtype=torch.float32) + torch.tensor(mean, dtype=torch.float32)
+        else:
+            values, units = logits, "z-score"
+        return {"predictions": dict(zip(self.output_names, values.tolist(), strict=True)), "units": units}
+
+
+def register_pipeline() -> None:
+    """Makes `pipeline("expression-regression", model=...)` and `Pipeline.save_pretrained` know this class."""
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    if TASK not in PIPELINE_REGISTRY.supported_tasks:
+        PIPELINE_REGISTRY.register_pipeline(
+            TASK, pipeline_class=ExpressionRegressionPipeline, pt_model=AutoModelForSequenceClassification, type="text"
+        )
+
+
+__all__ = ["CUSTOM_PIPELINES", "ExpressionRegressionPipeline", "PIPELINE_FILE", "TASK", "register_pipeline"]

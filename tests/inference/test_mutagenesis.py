@@ -1,0 +1,153 @@
+"""Saturation mutagenesis: exactly one forward pass per sequence (the reference and 3 mutants per base, 19 per residue),
+deltas against the model called directly on hand-mutated sequences, the files (npz, TSV, PNG) and the command."""
+
+import json
+
+import numpy as np
+import pytest
+
+from expression_perceiver import Predictor, mutagenesis
+from expression_perceiver.cli import main
+from expression_perceiver.data import DataError
+from tests.inference.helpers import direct_predictions, random_protein, read_tsv, save_dna_model
+from tests.inference.variant_helpers import CROP, hand_window, revcomp, tss, write_genome_and_bed
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mutagenesis")
+    write_genome_and_bed(root)
+    models = [save_dna_model(root / f"model{seed}", seed=seed, num_features=0, num_labels=1) for seed in (31, 32)]
+    return {"root": root, "genome": root / "genome.fa", "bed": root / "promoters.bed", "models": models}
+
+
+def count_forward_passes(predictor: Predictor) -> list[list[int]]:
+    """Wraps each member's forward: per member, the batch size of every call."""
+    calls = []
+    for member in predictor.members:
+        sizes: list[int] = []
+        original = member.model.forward
+
+        def forward(*args, _original=original, _sizes=sizes, **kwargs):
+            _sizes.append(int(kwargs["input_ids"].shape[0]))
+            return _original(*args, **kwargs)
+
+        member.model.forward = forward
+        calls.append(sizes)
+    return calls
+
+
+def mutate(sequence: str, index: int, letter: str) -> str:
+    return sequence[:index] + letter + sequence[index + 1 :]
+
+
+def test_a_minus_strand_gene_one_pass_per_sequence_and_deltas_of_direct_calls(files, tmp_path):
+    predictor = Predictor.from_pretrained(files["models"], device="cpu")
+    calls = count_forward_passes(predictor)
+    output = tmp_path / "gB.npz"
+    result = mutagenesis(
+        predictor, gene="gB", genome=files["genome"], bed=files["bed"], window=CROP, scan=(-10, 10), batch_size=16,
+        output=output, tsv=tmp_path / "gB.tsv", plot=tmp_path / "gB.png",
+    )  # fmt: skip
+    positions = 20
+    for sizes in calls:  # every member: the reference and 3 mutants per position, each once, in batches of 16
+        assert sum(sizes) == 3 * positions + 1
+        assert sizes == [16, 16, 16, 13]
+    assert result.sequences_scored == 3 * positions + 1
+
+    reference = hand_window("gB")
+    assert result.target.sequence == reference and result.target.tss_index == 150
+    assert result.positions.tolist() == list(range(140, 160))
+    assert result.tss_offsets.tolist() == list(range(-10, 10))
+    # Genome positions (1-based, + strand) of a minus-strand window run backwards from the TSS (0-based 1299).
+    genome = result.target.genome_positions()[result.positions]
+    assert genome.tolist() == [tss("gB") + 1 - offset for offset in range(-10, 10)]
+
+    checks = [(140, "A"), (150, "C"), (150, "T"), (159, "G")]
+    checks = [(index, letter) for index, letter in checks if reference[index] != letter]
+    sequences = [reference] + [mutate(reference, index, letter) for index, letter in checks]
+    direct = np.stack([direct_predictions(model, sequences)[:, 0] for model in files["models"]])  # (models, n)
+    deltas = direct[:, 1:] - direct[:, :1]
+    for column, (index, letter) in enumerate(checks):
+        row, letter_index = index - 140, "ACGT".index(letter)
+        assert result.delta[row, letter_index, 0] == pytest.approx(deltas[:, column].mean(), abs=2e-7)
+        assert result.delta_std[row, letter_index, 0] == pytest.approx(deltas[:, column].std(ddof=1), abs=2e-7)
+    # The reference letter of each position is not a mutation.
+    for row, index in enumerate(result.positions):
+        assert np.isnan(result.delta[row, "ACGT".index(reference[index]), 0])
+    np.testing.assert_allclose(result.importance[:, 0], np.nanmean(np.abs(result.delta[:, :, 0]), axis=1))
+
+    arrays = np.load(output)
+    assert arrays["delta"].shape == (20, 4, 1) and arrays["alt_pred"].shape == (20, 4, 2, 1)
+    assert arrays["tss_offsets"].tolist() == list(range(-10, 10)) and str(arrays["chrom"]) == "chr1"
+    np.testing.assert_array_equal(arrays["delta"], result.delta)
+    header, rows = read_tsv(tmp_path / "gB.tsv")
+    assert header == ["position", "tss_offset", "chrom", "genome_position", "ref", "alt", "alt_pred", "delta",
+                      "delta_std"]  # fmt: skip
+    assert len(rows) == 3 * positions
+    assert rows[0][:6] == ["141", "-10", "chr1", str(tss("gB") + 11), reference[140], rows[0][5]]
+    assert (tmp_path / "gB.png").read_bytes()[:8] == PNG_MAGIC
+    record = json.loads((tmp_path / "gB.npz.json").read_text())
+    assert record["sequences_scored_per_model"] == 61 and record["positions"] == 20
+    assert record["target"]["strand"] == "-"
+
+
+def test_the_default_scan_is_the_2000_positions_around_the_tss_clipped_to_the_sequence(files):
+    predictor = Predictor.from_pretrained(files["models"][:1], device="cpu")
+    calls = count_forward_passes(predictor)
+    result = mutagenesis(predictor, gene="gA", genome=files["genome"], bed=files["bed"], window=CROP, batch_size=300)
+    assert result.positions.tolist() == list(range(300))  # -1000..+999 clipped to the 300-base window
+    assert sum(calls[0]) == 3 * 300 + 1 and len(calls[0]) == 4
+    assert "clipped" in result.record["scan"]
+
+
+def test_sequences_regions_and_positions_that_are_not_mutated(files, tmp_path):
+    model = files["models"][0]
+    sequence = hand_window("gA")[:100] + "NN" + hand_window("gA")[102:120]
+    result = mutagenesis(model, sequence=sequence, scan=(95, 105), device="cpu")
+    assert result.sequences_scored == 1 + 3 * 8  # positions 100 and 101 hold N: not mutated
+    assert np.isnan(result.delta[5:7]).all() and result.tss_offsets is None
+    expected = direct_predictions(model, [sequence, mutate(sequence, 95, "T" if sequence[95] != "T" else "A")])
+    letter = "ACGT".index("T" if sequence[95] != "T" else "A")
+    assert result.delta[0, letter, 0] == pytest.approx(expected[1, 0] - expected[0, 0], abs=2e-7)
+
+    # A region on the minus strand is the reverse complement; a TSS index places the offsets.
+    region = mutagenesis(
+        model, region="chr1:1151-1450:-", genome=files["genome"], tss_index=150, scan=(0, 2), device="cpu"
+    )
+    assert region.target.sequence == hand_window("gB") and region.tss_offsets.tolist() == [0, 1]
+    with pytest.raises(DataError, match="give one thing to scan"):
+        mutagenesis(model, sequence="ACGT", gene="gA")
+    with pytest.raises(DataError, match="the model reads at most 300"):
+        mutagenesis(model, sequence="A" * 301)
+    assert revcomp("AACG") == "CGTT"
+
+
+def test_a_protein_model_scans_19_residues_per_position(models):
+    protein = random_protein(np.random.default_rng(5), 60)
+    result = mutagenesis(models["protein"], sequence=protein, scan=(10, 13), device="cpu")
+    assert result.letters == "ACDEFGHIKLMNPQRSTVWY" and result.sequences_scored == 1 + 19 * 3
+    index, letter = 11, "W" if protein[11] != "W" else "Y"
+    expected = direct_predictions(models["protein"], [protein, mutate(protein, index, letter)])
+    assert result.delta[1, result.letters.index(letter), 0] == pytest.approx(expected[1, 0] - expected[0, 0], abs=2e-7)
+
+
+def test_the_command_writes_a_tsv_and_a_heatmap(files, tmp_path, capsys):
+    output = tmp_path / "scan.tsv"
+    code = main(["mutagenesis", "--gene", "gA", "--genome", str(files["genome"]), "--bed", str(files["bed"]),
+                 "--window", *map(str, CROP), "--scan", "-3", "3", "-m", str(files["models"][0]), "-o", str(output),
+                 "--batch-size", "8"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "19 sequences per model" in printed
+    header, rows = read_tsv(output)
+    assert len(rows) == 18 and header[:2] == ["position", "tss_offset"]
+    assert [row[1] for row in rows[::3]] == ["-3", "-2", "-1", "0", "1", "2"]
+    assert output.with_suffix(".png").read_bytes()[:8] == PNG_MAGIC
+    capsys.readouterr()
+    assert main(["mutagenesis", "--gene", "nope", "--genome", str(files["genome"]), "--bed", str(files["bed"]),
+                 "-m", str(files["models"][0]), "-o", str(tmp_path / "x.npz")]) == 2  # fmt: skip
+    error = capsys.readouterr().err
+    assert error.strip() == "expression-perceiver mutagenesis: error: promoters.bed: no promoter window for gene 'nope'"
