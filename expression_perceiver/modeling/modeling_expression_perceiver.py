@@ -8,7 +8,9 @@ pointwise convolution and pooling) are in `kernels_expression_perceiver.py`, wit
 
 import math
 import re
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -489,6 +491,18 @@ class PerceiverEncoder(nn.Module):
         return latents, torch.cat([summary, branch], dim=-1)
 
 
+# The pipeline file of the bundle and its declaration in `config.json` (`pipeline_expression_perceiver.py` holds the
+# same; it is not imported here, so that loading a model does not load `transformers.Pipeline`).
+PIPELINE_FILE = "pipeline_expression_perceiver.py"
+PIPELINE_DECLARATION = {
+    "expression-regression": {
+        "impl": "pipeline_expression_perceiver.ExpressionRegressionPipeline",
+        "pt": ["AutoModelForSequenceClassification"],
+        "type": "text",
+    }
+}
+
+
 class PerceiverExpressionPreTrainedModel(PreTrainedModel):
     config_class = PerceiverExpressionConfig
     base_model_prefix = "perceiver"
@@ -507,7 +521,15 @@ class PerceiverExpressionPreTrainedModel(PreTrainedModel):
             "AutoModel": f"modeling_expression_perceiver.{model_class.__name__}",
             "AutoModelForSequenceClassification": f"modeling_expression_perceiver.{head_class.__name__}",
         }
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        # The expression-regression pipeline travels with the code: `pipeline(model=..., trust_remote_code=True)`.
+        # Code loaded from a Hub cache may lack its file; the checkpoint then declares no pipeline.
+        pipeline_file = Path(__file__).with_name(PIPELINE_FILE)
+        if pipeline_file.is_file():
+            self.config.custom_pipelines = PIPELINE_DECLARATION
+        saved = super().save_pretrained(save_directory, *args, **kwargs)
+        if pipeline_file.is_file() and kwargs.get("is_main_process", True):
+            shutil.copyfile(pipeline_file, Path(save_directory) / PIPELINE_FILE)
+        return saved
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)

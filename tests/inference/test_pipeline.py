@@ -11,7 +11,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from expression_perceiver.inference.pipeline import add_pipeline
 from tests.hub_server import HubTestServer, client_environment
@@ -97,14 +96,16 @@ def test_pipeline_from_a_folder_and_from_the_hub_without_the_package(tmp_path, m
         np.testing.assert_allclose(single, got[0], rtol=0, atol=1e-6)
 
 
-@pytest.mark.xfail(
-    reason="needs `PerceiverExpressionPreTrainedModel.save_pretrained` (modeling_expression_perceiver.py) to write "
-    "config.custom_pipelines and copy pipeline_expression_perceiver.py; until then `add_pipeline(folder)` adds them",
-    strict=False,
-)
 def test_every_saved_checkpoint_declares_the_pipeline(tmp_path):
     folder = save_dna_model(tmp_path / "model", seed=0, num_features=0, num_labels=1)
     config = json.loads((folder / "config.json").read_text())
     assert "expression-regression" in (config.get("custom_pipelines") or {})
     assert (folder / "pipeline_expression_perceiver.py").is_file()
     assert os.path.getsize(folder / "pipeline_expression_perceiver.py") > 0
+
+
+def test_the_modeling_file_declares_the_pipeline_as_the_pipeline_file_does():
+    from expression_perceiver.modeling import modeling_expression_perceiver, pipeline_expression_perceiver
+
+    assert modeling_expression_perceiver.PIPELINE_DECLARATION == pipeline_expression_perceiver.CUSTOM_PIPELINES
+    assert modeling_expression_perceiver.PIPELINE_FILE == pipeline_expression_perceiver.PIPELINE_FILE

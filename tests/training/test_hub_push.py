@@ -61,7 +61,8 @@ def test_trainer_run_pushes_and_a_fresh_process_reproduces_the_test_predictions(
     assert training.returncode == 0, training.stderr[-4000:]
 
     pushed = hub.files("org/tiny-dna")
-    bundle = [f"{part}_expression_perceiver.py" for part in ("configuration", "modeling", "kernels", "tokenization")]
+    parts = ("configuration", "modeling", "kernels", "tokenization", "pipeline")
+    bundle = [f"{part}_expression_perceiver.py" for part in parts]
     for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
                  *bundle, "results.json", "test_predictions.tsv"]:  # fmt: skip
         assert name in pushed, f"{name} was not pushed"
