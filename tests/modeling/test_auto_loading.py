@@ -192,11 +192,7 @@ def test_saved_files_and_auto_map(tmp_path):
     folder = save_checkpoints(tmp_path)["dna"]["folder"]
     names = set(os.listdir(folder))
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names
-    bundle = {
-        "configuration_expression_perceiver.py",
-        "modeling_expression_perceiver.py",
-        "kernels_expression_perceiver.py",
-    }
+    bundle = {f"{part}_expression_perceiver.py" for part in ("configuration", "modeling", "kernels", "pipeline")}
     assert bundle <= names
     auto_map = json.loads((tmp_path / "dna" / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}
