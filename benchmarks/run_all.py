@@ -11,6 +11,7 @@
 3. Tokenisation against a character-level `PreTrainedTokenizer`.
 4. End-to-end training steps (datasets on disk, DataLoader, masking collator) against the bare model.
 5. Efficiency of the cross-attention kernel against this machine's measured matmul peaks.
+6. End-to-end `predict` (FASTA in, TSV out) against the bare model's forward pass.
 Then the default DNAPerceiver (conv branch included), against --revision when given. The collator's own benchmark
 (`bench_collator.py`) runs last.
 
@@ -152,6 +153,16 @@ def training_step_section(repeats: int) -> list[list[str]]:
     ]
 
 
+def predict_section(repeats: int) -> list[list[str]]:
+    import bench_predict
+
+    num, length, batch = 256, 10_500, 16
+    results = bench_predict.predict_comparison(num, length, batch, repeats)
+    bench_predict.print_predict(results, num, length, batch)
+    ratio = results["end to end"] / results["bare"]
+    return [["6. predict end to end / bare model", f"{ratio:.0%}", ">= 90%", verdict(ratio, bench_predict.TARGET)]]
+
+
 def efficiency_section(repeats: int) -> list[list[str]]:
     import bench_model
 
@@ -191,6 +202,7 @@ def main() -> None:
     summary += tokenizer_section(repeats)
     summary += training_step_section(repeats)
     summary += efficiency_section(repeats)
+    summary += predict_section(3)
     full_model_section(args.revision, 3)
     print("\n### Summary\n")
     print(markdown_table(["comparison", "measured", "target", "verdict"], summary))
