@@ -419,6 +419,8 @@ def mutagenesis(
         "versions": versions(),
     }
     result.record["wall_time_s"] = round(time.time() - started, 3)
+    if predictor.shard is not None and not predictor.shard.writes:
+        return result  # a multi-process run: rank 0 writes the files
     if output is not None:
         written = []
         if output.suffix.lower() == ".npz":

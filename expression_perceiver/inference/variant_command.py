@@ -195,7 +195,7 @@ def run_variant_effect(args: argparse.Namespace) -> int:
         members=args.members,
         **_features_and_proteins(args),
     )
-    if not args.quiet:
+    if summary is not None and not args.quiet:  # None: a process of a multi-process run other than rank 0
         print("\n".join(summary_lines(summary)))
     return 0
 
@@ -222,7 +222,7 @@ def run_mutagenesis(args: argparse.Namespace) -> int:
         plot=plot,
         **_features_and_proteins(args),
     )
-    if not args.quiet:
+    if "files" in result.record and not args.quiet:  # rank 0 of a multi-process run writes and reports
         print("\n".join(summary_lines(result, args.output)))
     return 0
 

@@ -442,7 +442,9 @@ def variant_effects(
         width = len(columns) - 9  # the prediction fields
         run = EffectsRun()
         bar = Progress(progress, None, "variant")
-        table = AtomicFile(output) if output is not None else None
+        # In a multi-process run every process scores its share of the windows; rank 0 alone writes.
+        writes = predictor.shard is None or predictor.shard.writes
+        table = AtomicFile(output) if output is not None and writes else None
         annotated = (
             AnnotatedVcfWriter(
                 reader,
@@ -451,7 +453,7 @@ def variant_effects(
                 ".",
                 annotation_description(predictor.output_names, count, predictor.units),
             )
-            if annotate_vcf is not None
+            if annotate_vcf is not None and writes
             else None
         )
         try:
@@ -532,6 +534,8 @@ def variant_effects(
             bar.close()
     if output is None:
         return _frame(run.rows, columns)
+    if not writes:
+        return None
     write_json_atomically(sidecar_path(output), sidecar)
     return RunSummary(output, sidecar_path(output), run.written, sidecar["counts"], sidecar)
 
