@@ -172,7 +172,8 @@ class _HubState:
         self.commits: dict[str, HubCommit] = {}
         self.blobs: dict[str, bytes] = {}
         self.requests: list[HubRequest] = []
-        self.commit_fault: tuple[str, float] | None = None  # ("status", 500), ("drop", 0) or ("stall", seconds)
+        # By repository id (None: every repository): ("status", 500), ("drop", 0) or ("stall", seconds).
+        self.commit_faults: dict[str | None, tuple[str, float]] = {}
         self._commit_counter = itertools.count()
 
     # Repositories and revisions
@@ -351,8 +352,12 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
 
     def _commit_fault_applied(self, method: str, path: str) -> bool:
         """Answers a commit with the injected fault, if any: an HTTP error, a dropped connection, or a stall."""
-        fault = self.state.commit_fault
-        if fault is None or method != "POST" or not re.search(r"/commit/[^/]+$", path):
+        commit = re.search(r"^/api/(?:models|datasets|spaces)/(.+)/commit/[^/]+$", path)
+        if method != "POST" or commit is None:
+            return False
+        faults = self.state.commit_faults
+        fault = faults.get(commit.group(1), faults.get(None))
+        if fault is None:
             return False
         kind, value = fault
         with self.state.lock:
@@ -808,12 +813,18 @@ class HubTestServer:
             raise RuntimeError("The Hub test server is not running: use it as a context manager or call start()")
         return self._server.endpoint
 
-    def fail_commits(self, kind: str | None, value: float = 0) -> None:
-        """Makes every commit fail from now on: `"status"` answers HTTP `value` (e.g. 500), `"drop"` closes the
-        connection without an answer, `"stall"` answers nothing for `value` seconds; None heals the server."""
+    def fail_commits(self, kind: str | None, value: float = 0, repo_id: str | None = None) -> None:
+        """Makes every commit (to `repo_id`, or to any repository) fail from now on: `"status"` answers HTTP `value`
+        (e.g. 500), `"drop"` closes the connection without an answer, `"stall"` answers nothing for `value` seconds;
+        None heals the server (for `repo_id`, or everywhere)."""
         if kind not in (None, "status", "drop", "stall"):
             raise ValueError(f"unknown fault {kind!r}")
-        self._state.commit_fault = None if kind is None else (kind, value)
+        if kind is None and repo_id is None:
+            self._state.commit_faults.clear()
+        elif kind is None:
+            self._state.commit_faults.pop(repo_id, None)
+        else:
+            self._state.commit_faults[repo_id] = (kind, value)
 
     def create_repo(self, repo_id: str, repo_type: str = "model", private: bool = False) -> str:
         """Creates a repository from the test side (as `HfApi.create_repo` would); returns its initial commit sha."""
