@@ -81,11 +81,19 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
         "features) and mark those rows, instead of stopping",
     )  # fmt: skip
 
-    proteins = parser.add_argument_group("proteins (Protein&DNAPerceiver)")
-    proteins.add_argument("--proteins", type=Path, help="TSV/CSV table of proteins by gene id, joined onto the input")
-    proteins.add_argument("--proteins-id-column", default="gene_id", help="(default: %(default)s)")
-    proteins.add_argument("--proteins-sequence-column", default="sequence", help="(default: %(default)s)")
+    add_protein_arguments(parser.add_argument_group("proteins (Protein&DNAPerceiver)"))
+    add_run_arguments(parser)
 
+
+def add_protein_arguments(group) -> None:
+    """The protein table of a Protein&DNAPerceiver, joined onto the inputs by gene id (every inference command)."""
+    group.add_argument("--proteins", type=Path, help="TSV/CSV table of proteins by gene id, joined onto the input")
+    group.add_argument("--proteins-id-column", default="gene_id", help="(default: %(default)s)")
+    group.add_argument("--proteins-sequence-column", default="sequence", help="(default: %(default)s)")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Batch size, device, precision and output verbosity (every inference command)."""
     run = parser.add_argument_group("running")
     run.add_argument("--batch-size", type=int, default=32, help="sequences per forward pass (default: %(default)s)")
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -190,4 +198,11 @@ def run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_embed_parser", "add_predict_parser", "run_embed", "run_predict"]
+__all__ = [
+    "add_embed_parser",
+    "add_predict_parser",
+    "add_protein_arguments",
+    "add_run_arguments",
+    "run_embed",
+    "run_predict",
+]

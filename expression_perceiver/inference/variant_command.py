@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..data.xpresso import XPRESSO_BEST_WINDOW
+from .command import add_protein_arguments, add_run_arguments
 from .inputs import FeatureTable, ProteinSource
 
 VARIANT_EFFECT_DESCRIPTION = """\
@@ -80,20 +81,7 @@ def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
         "--fill-missing-features", action="store_true",
         help="fill missing features (training means when stored, else zeros) instead of leaving the gene unscored",
     )  # fmt: skip
-    features.add_argument("--proteins", type=Path, help="TSV/CSV table of proteins by gene id (Protein&DNAPerceiver)")
-    features.add_argument("--proteins-id-column", default="gene_id", help="(default: %(default)s)")
-    features.add_argument("--proteins-sequence-column", default="sequence", help="(default: %(default)s)")
-
-
-def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    run = parser.add_argument_group("running")
-    run.add_argument("--batch-size", type=int, default=32, help="sequences per forward pass (default: %(default)s)")
-    run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    run.add_argument(
-        "--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
-        help="precision (default: bf16 autocast on a GPU that supports it, else float32)",
-    )  # fmt: skip
-    run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    add_protein_arguments(features)
 
 
 def add_variant_effect_parser(subparsers) -> argparse.ArgumentParser:
@@ -114,7 +102,7 @@ def add_variant_effect_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--members", action="store_true", help="add each ensemble member's delta")
     _add_window_arguments(parser.add_argument_group("promoter windows"))
     _add_feature_arguments(parser)
-    _add_run_arguments(parser)
+    add_run_arguments(parser)
     parser.set_defaults(run=run_variant_effect)
     return parser
 
@@ -145,7 +133,7 @@ def add_mutagenesis_parser(subparsers) -> argparse.ArgumentParser:
         "(default: the whole sequence)",
     )  # fmt: skip
     _add_feature_arguments(parser)
-    _add_run_arguments(parser)
+    add_run_arguments(parser)
     parser.set_defaults(run=run_mutagenesis)
     return parser
 

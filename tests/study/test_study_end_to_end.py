@@ -16,6 +16,7 @@ import yaml
 from scipy import stats
 
 from expression_perceiver.cli import main as cli
+from expression_perceiver.training.checkpoints import output_dir_in_use
 from tests.small_models import SMALL_OVERRIDES
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -53,6 +54,11 @@ def kill_when_a_cell_is_done_and_another_runs(process: subprocess.Popen, cells: 
         if done and started:
             os.killpg(process.pid, signal.SIGKILL)  # the study and the cells it runs, as a lost node would
             process.wait()
+            # The killed cells release their folders' locks as they finish exiting (a lost node's processes are
+            # gone); a rerun sooner would take a folder still locked for another runner's.
+            while any(output_dir_in_use(log.parent) for log in cells.glob("*/*/train.log")):
+                assert time.monotonic() < deadline, "a killed cell still holds its folder"
+                time.sleep(0.2)
             return
         assert process.poll() is None, "the study ended before it could be interrupted"
         time.sleep(0.5)
