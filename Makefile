@@ -31,8 +31,10 @@ demo: $(VENV)/.installed
 	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
 		--num_cpu_threads_per_process $$(nproc) train.py
 
+# Two workers: much of the suite waits (subprocess start-up, the Hub client's retry backoff), so two run in the
+# time of one and a half on a 2-core machine.
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run_all.py
