@@ -79,6 +79,8 @@ class PerceiverExpressionConfig(PreTrainedConfig):
         label_mean (`list[float]`, *optional*): training-set mean of each output; with `label_std`, the model's
             logits are standardised labels and `logits * label_std + label_mean` is in the data's units.
         label_std (`list[float]`, *optional*): training-set standard deviation of each output.
+        feature_mean (`list[float]`, *optional*): training-set mean of each per-gene feature (`num_features`
+            values); prediction tools fill a gene's missing features with it when asked to.
     """
 
     vocab_size: int = NUCLEOTIDE_VOCAB_SIZE
@@ -113,6 +115,7 @@ class PerceiverExpressionConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     label_mean: list[float] | None = None
     label_std: list[float] | None = None
+    feature_mean: list[float] | None = None
     pad_token_id: int | None = PAD_TOKEN_ID
 
     def __post_init__(self, **kwargs):
@@ -155,6 +158,11 @@ class PerceiverExpressionConfig(PreTrainedConfig):
             choices = ", ".join(SEQUENCE_ATTENTION_IMPLEMENTATIONS)
             raise ValueError(
                 f"{type(self).__name__}.sequence_attention must be one of {choices}, got {self.sequence_attention!r}"
+            )
+        if self.feature_mean is not None and len(self.feature_mean) != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}.feature_mean has {len(self.feature_mean)} values for "
+                f"num_features {self.num_features}"
             )
         chunk = self.attention_chunk_length
         if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):

@@ -145,6 +145,14 @@ def label_scale(metadata: DatasetMetadata, standardize: bool) -> tuple[list[floa
     return mean.tolist(), std.tolist()
 
 
+def feature_means(train: datasets.Dataset) -> list[float] | None:
+    """The training split's mean of each per-gene feature (stored in the model's config), None without features."""
+    if "features" not in train.column_names:
+        return None
+    features = np.asarray(train["features"], dtype=np.float64)
+    return features.mean(axis=0).tolist() if features.ndim == 2 and features.shape[1] else None
+
+
 def with_training_columns(split: datasets.Dataset, mean: list[float], std: list[float]) -> datasets.Dataset:
     """Adds `idx` (the row, which keys reproducible masks), `length` (for length-grouped batches) and `labels`
     (standardised) to a split."""
@@ -309,7 +317,7 @@ def main(
     fingerprint = data_fingerprint(raw_splits)
 
     # Model, tokenizer and collators: masking augmentation on training batches only.
-    model = build_model(model_args, len(mean), metadata.num_features, mean, std)
+    model = build_model(model_args, len(mean), metadata.num_features, mean, std, feature_means(raw_splits["train"]))
     check_alphabet(model.config.model_type, metadata, data_args)
     tokenizer = tokenizer_for(model.config.model_type)
     collator = masking_collator(masking_args, tokenizer, model.config.model_type, training_args.seed)

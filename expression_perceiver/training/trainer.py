@@ -219,12 +219,27 @@ def first_line(error: BaseException) -> str:
 
 
 def build_model(
-    model_args: ModelArguments, num_labels: int, num_features: int, label_mean: list[float], label_std: list[float]
+    model_args: ModelArguments,
+    num_labels: int,
+    num_features: int,
+    label_mean: list[float],
+    label_std: list[float],
+    feature_mean: list[float] | None = None,
 ) -> PreTrainedModel:
-    """A fresh model of `model_type` (authors' sizes unless overridden) or a checkpoint to fine-tune.
+    """A fresh model of `model_type` (authors' sizes unless overridden) or a checkpoint to fine-tune, recording the
+    training split's label scale and feature means in its config.
 
     For the Protein&DNAPerceiver the overrides apply to both encoders and the features to the promoter encoder.
     """
+    model = _new_or_loaded_model(model_args, num_labels, num_features, label_mean, label_std)
+    encoder_config = model.config.dna_config if FAMILIES[model.config.model_type].reads_protein else model.config
+    encoder_config.feature_mean = list(feature_mean) if num_features and feature_mean is not None else None
+    return model
+
+
+def _new_or_loaded_model(
+    model_args: ModelArguments, num_labels: int, num_features: int, label_mean: list[float], label_std: list[float]
+) -> PreTrainedModel:
     label_scale = {"label_mean": label_mean, "label_std": label_std}
     if model_args.model_name_or_path:
         return load_checkpoint(model_args, num_labels=num_labels, **label_scale)

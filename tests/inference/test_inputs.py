@@ -3,6 +3,7 @@ predicts on the same sequences taken by hand."""
 
 import gzip
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -87,6 +88,20 @@ def test_table_with_feature_columns_and_a_feature_table_with_filling(tmp_path, m
     assert tsv_column(tmp_path / "b.tsv", "features_filled").tolist() == [1, 0, 0, 0, 0]
     record = json.loads((tmp_path / "b.tsv.json").read_text())
     assert record["counts"]["features_filled"] == 1 and record["features"]["fill"].startswith("zeros")
+
+
+def test_missing_features_are_filled_with_the_training_means_the_checkpoint_stores(tmp_path, models):
+    folder = tmp_path / "with_means"
+    shutil.copytree(models["dna"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "feature_mean": [0.5, -1.0, 2.0]}))
+    fasta = tmp_path / "in.fa"
+    fasta.write_text("".join(f">{i}\n{s}\n" for i, s in zip(IDS, SEQUENCES, strict=True)))
+    run(str(fasta), "-m", str(folder), "--fill-missing-features", "-o", str(tmp_path / "out.tsv"))
+    expected = direct_predictions(folder, [s[:DNA_WINDOW] for s in SEQUENCES], [[0.5, -1.0, 2.0]] * len(SEQUENCES))
+    np.testing.assert_allclose(predictions(tmp_path / "out.tsv"), expected, atol=2e-6)
+    record = json.loads((tmp_path / "out.tsv.json").read_text())
+    assert record["features"]["fill"].startswith("the training feature means stored in the checkpoint")
 
 
 def test_xpresso_hdf5_cut_to_a_window(tmp_path, models):

@@ -8,7 +8,8 @@ import yaml
 from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from expression_perceiver.training.run import main
+from expression_perceiver.training.arguments import DataArguments
+from expression_perceiver.training.run import main, synthetic_splits
 from tests.small_models import SMALL_OVERRIDES
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -54,6 +55,10 @@ def test_training_run_selects_on_validation_evaluates_test_once_and_saves_a_load
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run").eval()
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run")
     assert model.config.num_features == 8 and len(model.config.label_mean) == 1
+    # The training split's feature means, for tools that fill a gene's missing features.
+    splits, _ = synthetic_splits(DataArguments(synthetic_num_genes=160, synthetic_length=1000), str(tmp_path / "s"))
+    train_means = np.asarray(splits["train"]["features"], dtype=np.float64).mean(axis=0)
+    assert model.config.feature_mean == pytest.approx(train_means.tolist(), rel=1e-6)
     batch = tokenizer(["ACGT" * 250], return_tensors="pt")
     with torch.no_grad():
         assert torch.isfinite(model(**batch, features=torch.zeros(1, 8)).logits).all()
