@@ -109,3 +109,25 @@ def test_the_modeling_file_declares_the_pipeline_as_the_pipeline_file_does():
 
     assert modeling_expression_perceiver.PIPELINE_DECLARATION == pipeline_expression_perceiver.CUSTOM_PIPELINES
     assert modeling_expression_perceiver.PIPELINE_FILE == pipeline_expression_perceiver.PIPELINE_FILE
+
+
+def test_the_protein_dna_pipeline_reads_promoter_features_and_protein(models):
+    """In this process, through the checkpoint's own pipeline file: both inputs, the protein through the tokenizer in
+    `protein_tokenizer/`, two outputs in data units."""
+    from transformers import pipeline
+
+    from tests.inference.helpers import random_protein
+
+    folder = models["protein_dna"]
+    proteins = [random_protein(RNG, length) for length in (40, 90, 60)]
+    features = [[0.5, -1.0], [0.0, 0.0], [2.0, 1.0]]
+    regress = pipeline(model=str(folder), trust_remote_code=True, device="cpu")
+    inputs = [
+        {"sequence": s, "features": f, "protein_sequence": p}
+        for s, f, p in zip(SEQUENCES, features, proteins, strict=True)
+    ]
+    got = regress(inputs, batch_size=2)
+    names = list(got[0]["predictions"])
+    assert len(names) == 2 and {item["units"] for item in got} == {"data"}
+    expected = direct_predictions(folder, [s[:DNA_WINDOW] for s in SEQUENCES], features, proteins)
+    np.testing.assert_allclose([[item["predictions"][n] for n in names] for item in got], expected, atol=1e-5)
