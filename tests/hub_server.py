@@ -369,7 +369,10 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)  # no response at all, as a dropped connection
         else:
             time.sleep(value)  # a stalled server: nothing is sent for `value` seconds
-            self._send_error(HubError(504, "stalled"))
+            try:
+                self._send_error(HubError(504, "stalled"))
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting, as it should
+                self.close_connection = True
         return True
 
     def _read_body(self) -> bytes:
