@@ -177,7 +177,27 @@ def fmt_p(value: float | None) -> str:
     return f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
 
 
-def table_markdown(study: Study, rows: list[dict], missing: list[Cell], total: int) -> str:
+def source_revisions(finished: dict[Masking, list[CellResult]]) -> list[str]:
+    """The code revisions the finished cells were trained at (`source_revision` of their results)."""
+    return sorted(
+        {result.results.get("source_revision") or "unknown" for results in finished.values() for result in results}
+    )
+
+
+def revisions_line(revisions: list[str]) -> str:
+    """A sentence on the code the cells ran: one revision, or a warning that the numbers mix code versions."""
+    short = [
+        revision[:12] + (" (with uncommitted changes)" if "uncommitted" in revision else "") for revision in revisions
+    ]
+    if len(revisions) == 1:
+        return f"All cells ran code revision {short[0]}."
+    return (
+        f"**The cells ran {len(revisions)} code revisions** ({', '.join(short)}): a difference between rows may be one "
+        "of code; rerun the older cells (delete their folders) to compare like with like."
+    )
+
+
+def table_markdown(study: Study, rows: list[dict], missing: list[Cell], total: int, revisions: list[str]) -> str:
     baseline = next((row["kmer_baseline"] for row in rows if row["kmer_baseline"]), None)
     lines = [
         f"# {study.name}: Table 1",
@@ -189,7 +209,7 @@ def table_markdown(study: Study, rows: list[dict], missing: list[Cell], total: i
         "split once, after training. r2 is the squared Pearson correlation on the test split (mean +- sample std over "
         "seeds, 95% t-interval); R2 = 1 - SSres/SStot; tests against "
         f"`{study.reference}` are Welch's t-test and the paired t-test over matching seeds, Holm-corrected across "
-        "rows; g is Hedges' g.",
+        "rows; g is Hedges' g. " + revisions_line(revisions),
         "",
         "| setting | masking | n | test r2 | 95% CI | R2 | Spearman | vs reference | Welch p (Holm) | paired p (Holm) "
         "| g | epochs run | why stopped |",
@@ -327,13 +347,15 @@ def report_study(directory: str | Path, print_line=print) -> dict[str, Any]:
         raise ValueError(f"{directory}: none of the study's {total} cells is finished yet; nothing to report")
     rows, _ = table_rows(study, finished)
     curves = figure_points(study, finished)
-    (directory / "table1.md").write_text(table_markdown(study, rows, missing, total))
+    revisions = source_revisions(finished)
+    (directory / "table1.md").write_text(table_markdown(study, rows, missing, total, revisions))
     write_table_csv(directory / "table1.csv", rows)
     plot_figure(directory, study, rows, curves)
     summary = {
         "study": study.to_dict(),
         "cells": {"total": total, "finished": total - len(missing), "missing": [c.name for c in missing]},
         "selection": "each cell selected its checkpoint on the validation split and read its test split once",
+        "source_revisions": revisions,
         "table": rows,
         "figure": curves,
         "per_cell": [

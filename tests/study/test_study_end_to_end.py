@@ -97,6 +97,7 @@ def test_interrupted_study_finishes_on_rerun_and_reports_scipy_statistics(tmp_pa
     assert cli(["study", "report", str(output)]) == 0
     summary = json.loads((output / "study.json").read_text())
     assert summary["cells"] == {"total": 4, "finished": 4, "missing": []}
+    assert len(summary["source_revisions"]) == 1  # every cell ran this checkout's code
     r2 = {
         key: [json.loads((output / "cells" / key / f"seed{seed}" / "results.json").read_text())["test"]["r2"]
               for seed in (0, 1)]
@@ -112,7 +113,7 @@ def test_interrupted_study_finishes_on_rerun_and_reports_scipy_statistics(tmp_pa
     assert [point["size"] for point in summary["figure"][0]["points"]] == [0.5]
     table = (output / "table1.md").read_text()
     assert "4 of 4 cells finished" in table and "last half removed" in table and "ensemble of 2 seeds" in table
-    assert "validation split" in table and "why stopped" in table
+    assert "validation split" in table and "why stopped" in table and "All cells ran code revision" in table
     for name in ("figure1.png", "seeds.png"):
         assert (output / name).read_bytes()[:4] == b"\x89PNG"
     assert (output / "figure1.svg").read_text().lstrip().startswith("<?xml")
