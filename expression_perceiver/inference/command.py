@@ -33,12 +33,8 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "input", nargs="?", type=Path, help="FASTA, sequence table, Xpresso HDF5 file or prepared dataset folder"
     )
-    parser.add_argument(
-        "-m", "--model", action="append", required=True, metavar="MODEL",
-        help="model folder or Hub id (org/name or org/name@revision); repeat for an ensemble",
-    )  # fmt: skip
+    add_model_arguments(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, help="file to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     group = parser.add_argument_group("input")
     group.add_argument(
         "--input-format", choices=INPUT_KINDS[:-1], default="auto",
@@ -67,22 +63,34 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
         help="which part of a sequence longer than the model reads is kept (default: %(default)s)",
     )  # fmt: skip
 
-    features = parser.add_argument_group("per-gene features")
-    features.add_argument("--features", type=Path, help="TSV/CSV table of features by id (replaces the input's own)")
-    features.add_argument("--features-id-column", default="gene_id", help="(default: %(default)s)")
-    features.add_argument(
+    add_feature_arguments(parser.add_argument_group("per-gene features"))
+    add_protein_arguments(parser.add_argument_group("proteins (Protein&DNAPerceiver)"))
+    add_run_arguments(parser)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The models (one, or an ensemble) and whether outputs may be replaced (every inference command)."""
+    parser.add_argument(
+        "-m", "--model", action="append", required=True, metavar="MODEL",
+        help="model folder or Hub id (org/name or org/name@revision); repeat for an ensemble",
+    )  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def add_feature_arguments(group) -> None:
+    """A per-gene feature table joined by id, and filling for genes it lacks (every inference command)."""
+    group.add_argument("--features", type=Path, help="TSV/CSV table of per-gene features by id (replaces the input's)")
+    group.add_argument("--features-id-column", default="gene_id", help="(default: %(default)s)")
+    group.add_argument(
         "--feature-columns", nargs="+", metavar="COLUMN",
         help="feature columns of --features in the model's order (default: the training run's feature names, else "
         "every column but the id)",
     )  # fmt: skip
-    features.add_argument(
+    group.add_argument(
         "--fill-missing-features", action="store_true",
-        help="fill missing features (training means when the checkpoint stores them, else zeros, the mean of z-scored "
-        "features) and mark those rows, instead of stopping",
+        help="fill a gene's missing features with the training means (config feature_mean; zeros, the mean of "
+        "z-scored features, for checkpoints without them) and mark it, instead of stopping or leaving it unscored",
     )  # fmt: skip
-
-    add_protein_arguments(parser.add_argument_group("proteins (Protein&DNAPerceiver)"))
-    add_run_arguments(parser)
 
 
 def add_protein_arguments(group) -> None:
@@ -145,33 +153,36 @@ def input_file(args: argparse.Namespace) -> InputFile:
     )
 
 
-def _common(args: argparse.Namespace) -> dict:
+def run_options(args: argparse.Namespace) -> dict:
+    """What every inference command passes on from its arguments: features, proteins, filling and running."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.feature_columns and args.features is None:
+        raise ValueError("--feature-columns names columns of --features; give --features too")
     features = (
         FeatureTable(args.features, args.features_id_column, tuple(args.feature_columns or ()))
         if args.features is not None
         else None
     )
-    if args.feature_columns and args.features is None:
-        raise ValueError("--feature-columns names columns of --features; give --features too")
     proteins = (
         ProteinSource(args.proteins, args.proteins_id_column, args.proteins_sequence_column)
         if args.proteins is not None
         else None
     )
     return dict(
-        output=args.output,
         features=features,
         proteins=proteins,
         fill_missing_features=args.fill_missing_features,
-        crop=args.crop,
         batch_size=args.batch_size,
         device=args.device,
         dtype=args.dtype,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
+
+
+def _common(args: argparse.Namespace) -> dict:
+    return dict(output=args.output, crop=args.crop, **run_options(args))
 
 
 def _report(summary, quiet: bool) -> None:
@@ -201,8 +212,11 @@ def run_embed(args: argparse.Namespace) -> int:
 __all__ = [
     "add_embed_parser",
     "add_predict_parser",
+    "add_feature_arguments",
+    "add_model_arguments",
     "add_protein_arguments",
     "add_run_arguments",
     "run_embed",
+    "run_options",
     "run_predict",
 ]

@@ -8,8 +8,13 @@ import argparse
 from pathlib import Path
 
 from ..data.xpresso import XPRESSO_BEST_WINDOW
-from .command import add_protein_arguments, add_run_arguments
-from .inputs import FeatureTable, ProteinSource
+from .command import (
+    add_feature_arguments,
+    add_model_arguments,
+    add_protein_arguments,
+    add_run_arguments,
+    run_options,
+)
 
 VARIANT_EFFECT_DESCRIPTION = """\
 Predict the effect of each VCF variant on the expression of the genes whose promoter windows hold it: the prediction
@@ -38,14 +43,6 @@ TSS, --scan -1000 1000), a genome region (--region chr1:1000-2000[:-] with --gen
 <output>.json, and a heatmap PNG with the TSS, the strand and the importance track (mean |delta| per position)."""
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-m", "--model", action="append", required=True, metavar="MODEL",
-        help="model folder or Hub id (org/name or org/name@revision); repeat for an ensemble",
-    )  # fmt: skip
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-
-
 def _add_window_arguments(group) -> None:
     group.add_argument("--genome", type=Path, help="genome FASTA (plain or bgzip)")
     group.add_argument("--bed", type=Path, help="promoter windows: chrom start end gene_id score strand")
@@ -68,22 +65,6 @@ def _add_window_arguments(group) -> None:
     )  # fmt: skip
 
 
-def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
-    features = parser.add_argument_group("per-gene features and proteins")
-    features.add_argument("--features", type=Path, help="TSV/CSV table of per-gene features by gene id")
-    features.add_argument("--features-id-column", default="gene_id", help="(default: %(default)s)")
-    features.add_argument(
-        "--feature-columns", nargs="+", metavar="COLUMN",
-        help="feature columns of --features in the model's order (default: the training run's feature names, else "
-        "every column but the id)",
-    )  # fmt: skip
-    features.add_argument(
-        "--fill-missing-features", action="store_true",
-        help="fill missing features (training means when stored, else zeros) instead of leaving the gene unscored",
-    )  # fmt: skip
-    add_protein_arguments(features)
-
-
 def add_variant_effect_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "variant-effect",
@@ -92,7 +73,7 @@ def add_variant_effect_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--vcf", type=Path, required=True, help="VCF (plain or bgzip, tabix index optional) or BCF")
-    _add_model_arguments(parser)
+    add_model_arguments(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, help="TSV to write (with <output>.json)")
     parser.add_argument(
         "--annotate-vcf", type=Path, metavar="VCF",
@@ -101,7 +82,9 @@ def add_variant_effect_parser(subparsers) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--members", action="store_true", help="add each ensemble member's delta")
     _add_window_arguments(parser.add_argument_group("promoter windows"))
-    _add_feature_arguments(parser)
+    group = parser.add_argument_group("per-gene features and proteins")
+    add_feature_arguments(group)
+    add_protein_arguments(group)
     add_run_arguments(parser)
     parser.set_defaults(run=run_variant_effect)
     return parser
@@ -114,7 +97,7 @@ def add_mutagenesis_parser(subparsers) -> argparse.ArgumentParser:
         description=MUTAGENESIS_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_model_arguments(parser)
+    add_model_arguments(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, help=".npz or .tsv to write (with <output>.json)")
     parser.add_argument("--tsv", type=Path, help="also a TSV, one row per substitution")
     plot = parser.add_mutually_exclusive_group()
@@ -132,37 +115,12 @@ def add_mutagenesis_parser(subparsers) -> argparse.ArgumentParser:
         help="offsets from the TSS to scan, END excluded (default: -1000 1000), or indices when there is no TSS "
         "(default: the whole sequence)",
     )  # fmt: skip
-    _add_feature_arguments(parser)
+    group = parser.add_argument_group("per-gene features and proteins")
+    add_feature_arguments(group)
+    add_protein_arguments(group)
     add_run_arguments(parser)
     parser.set_defaults(run=run_mutagenesis)
     return parser
-
-
-def _features_and_proteins(args: argparse.Namespace) -> dict:
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.feature_columns and args.features is None:
-        raise ValueError("--feature-columns names columns of --features; give --features too")
-    features = (
-        FeatureTable(args.features, args.features_id_column, tuple(args.feature_columns or ()))
-        if args.features is not None
-        else None
-    )
-    proteins = (
-        ProteinSource(args.proteins, args.proteins_id_column, args.proteins_sequence_column)
-        if args.proteins is not None
-        else None
-    )
-    return dict(
-        features=features,
-        proteins=proteins,
-        fill_missing_features=args.fill_missing_features,
-        batch_size=args.batch_size,
-        device=args.device,
-        dtype=args.dtype,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
 
 
 def run_variant_effect(args: argparse.Namespace) -> int:
@@ -181,7 +139,7 @@ def run_variant_effect(args: argparse.Namespace) -> int:
         output=args.output,
         annotate_vcf=args.annotate_vcf,
         members=args.members,
-        **_features_and_proteins(args),
+        **run_options(args),
     )
     if summary is not None and not args.quiet:  # None: a process of a multi-process run other than rank 0
         print("\n".join(summary_lines(summary)))
@@ -208,7 +166,7 @@ def run_mutagenesis(args: argparse.Namespace) -> int:
         output=args.output,
         tsv=args.tsv,
         plot=plot,
-        **_features_and_proteins(args),
+        **run_options(args),
     )
     if "files" in result.record and not args.quiet:  # rank 0 of a multi-process run writes and reports
         print("\n".join(summary_lines(result, args.output)))
