@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import AtomicFile
 from .errors import DataError, file_label
 
 VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
@@ -124,16 +125,12 @@ class AnnotatedVcfWriter:
     """
 
     def __init__(self, reader: VcfReader, path: str | os.PathLike, info_id: str, number: str, description: str):
-        import tempfile
-
         self.path = Path(path)
         self.info_id = info_id
         self.compress = self.path.suffix.lower() in (".gz", ".bgz")
         self.indexed = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
-        self.temporary = Path(name)
-        self.handle = os.fdopen(handle, "w", encoding="utf-8", newline="")
+        self.text = AtomicFile(self.path)  # the text; a .gz target is compressed from it in `commit`
+        self.handle = self.text.handle
         header_lines = reader.header_text.rstrip("\n").split("\n")
         header_lines = [line for line in header_lines if not line.startswith(f"##INFO=<ID={info_id},")]
         escaped = description.replace('"', "'")  # readers differ on escaped quotes: none are written
@@ -150,18 +147,16 @@ class AnnotatedVcfWriter:
         self.handle.write("\t".join(fields) + "\n")
 
     def commit(self) -> None:
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
         if not self.compress:
-            os.replace(self.temporary, self.path)
+            self.text.commit()
             return
+        self.handle.close()
         pysam = _pysam()
-        compressed = self.temporary.with_name(self.temporary.name + ".gz")
+        compressed = self.text.temporary.with_name(self.text.temporary.name + ".gz")
         try:
-            pysam.tabix_compress(str(self.temporary), str(compressed), force=True)
+            pysam.tabix_compress(str(self.text.temporary), str(compressed), force=True)
         finally:
-            self.temporary.unlink(missing_ok=True)
+            self.text.discard()
         os.replace(compressed, self.path)
         try:
             pysam.tabix_index(str(self.path), preset="vcf", force=True)
@@ -170,9 +165,7 @@ class AnnotatedVcfWriter:
             Path(str(self.path) + ".tbi").unlink(missing_ok=True)
 
     def discard(self) -> None:
-        if not self.handle.closed:
-            self.handle.close()
-        self.temporary.unlink(missing_ok=True)
+        self.text.discard()
 
 
 __all__ = ["VCF_SUFFIXES", "AnnotatedVcfWriter", "VcfReader", "VcfRecord", "info_value"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.atomic import AtomicFile, write_json
 from ..data.errors import DataError, ReadReport
 from ..data.tables import ProteinTable
 from ..training.reporting import versions
@@ -30,7 +31,6 @@ from .inputs import (
 )
 from .predictor import DEFAULT_BATCH_SIZE, Embedder, Predictor
 from .writers import (
-    AtomicFile,
     check_id,
     check_writable,
     embedding_outputs,
@@ -39,7 +39,6 @@ from .writers import (
     prediction_matrix,
     prediction_rows,
     sidecar_path,
-    write_json_atomically,
 )
 
 PATH_HINTS = ("/", "\\", ".")
@@ -330,7 +329,7 @@ def predict(
                 wall_time_s=round(time.time() - started, 3),
             )
             target.commit()
-        write_json_atomically(sidecar_path(output), record)
+        write_json(sidecar_path(output), record)
         return RunSummary(output, sidecar_path(output), rows, record["counts"], record)
     finally:
         bar.close()
@@ -430,7 +429,7 @@ def embed(
             rows=writer.rows,
             wall_time_s=round(time.time() - started, 3),
         )
-        write_json_atomically(sidecar_path(output), record)
+        write_json(sidecar_path(output), record)
         return RunSummary(output, sidecar_path(output), writer.rows, record["counts"], record)
     finally:
         bar.close()

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.atomic import AtomicFile, write_json
 from ..data.errors import DataError, ReadReport, file_label
 from ..data.genome import Genome, select_genome_windows
 from ..data.tables import read_fasta
@@ -42,7 +43,7 @@ from .inputs import Example, InputPreparer
 from .predictor import DEFAULT_BATCH_SIZE, Predictor
 from .variants import read_windows
 from .windows import gene_windows, substitutions
-from .writers import AtomicFile, check_writable, sidecar_path, write_json_atomically
+from .writers import check_writable, sidecar_path
 
 LETTERS = {"dna": "ACGT", "protein": "ACDEFGHIKLMNPQRSTVWY"}
 DEFAULT_SCAN = (-1_000, 1_000)
@@ -435,7 +436,7 @@ def mutagenesis(
             plot_mutagenesis(result, plot)
             written.append(str(plot))
         result.record["files"] = written
-        write_json_atomically(sidecar_path(output), result.record)
+        write_json(sidecar_path(output), result.record)
     else:
         if tsv is not None:
             write_tsv(result, tsv)

@@ -16,8 +16,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ..data.atomic import write_json
 from ..modeling import pipeline_expression_perceiver as bundle
-from .writers import write_json_atomically
 
 TASK = bundle.TASK
 ExpressionRegressionPipeline = bundle.ExpressionRegressionPipeline
@@ -36,7 +36,7 @@ def add_pipeline(folder: str | os.PathLike) -> Path:
         **(config.get("custom_pipelines") or {}),
         **json.loads(json.dumps(bundle.CUSTOM_PIPELINES)),
     }
-    write_json_atomically(config_path, config)
+    write_json(config_path, config)
     return target
 
 

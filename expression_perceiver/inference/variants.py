@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.atomic import AtomicFile, write_json
 from ..data.errors import DataError, ReadReport, file_label
 from ..data.genome import Genome, read_promoter_bed, read_tss_table, select_genome_windows
 from ..data.vcf import AnnotatedVcfWriter, VcfReader, VcfRecord
@@ -53,7 +54,7 @@ from .windows import (
     gene_windows,
     minimal_change,
 )
-from .writers import AtomicFile, check_id, check_writable, sidecar_path, write_json_atomically
+from .writers import check_id, check_writable, sidecar_path
 
 STATUSES = {
     "ok": "scored",
@@ -536,7 +537,7 @@ def variant_effects(
         return _frame(run.rows, columns)
     if not writes:
         return None
-    write_json_atomically(sidecar_path(output), sidecar)
+    write_json(sidecar_path(output), sidecar)
     return RunSummary(output, sidecar_path(output), run.written, sidecar["counts"], sidecar)
 
 

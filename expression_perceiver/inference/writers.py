@@ -10,52 +10,13 @@ one is replaced only when asked.
 
 from __future__ import annotations
 
-import json
-import os
 import struct
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
 
 import numpy as np
 
-
-class AtomicFile:
-    """A file written under a temporary name in the target's folder and renamed onto the target by `commit`;
-    `discard` (or leaving a `with` block by an exception) removes it."""
-
-    def __init__(self, path: str | os.PathLike, mode: str = "w"):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
-        self.temporary = Path(name)
-        self.handle: IO = os.fdopen(handle, mode, **({"encoding": "utf-8", "newline": ""} if "b" not in mode else {}))
-
-    def commit(self) -> None:
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.chmod(self.temporary, 0o666 & ~current_umask())  # mkstemp makes it 0600; outputs get the user's umask
-        os.replace(self.temporary, self.path)
-
-    def discard(self) -> None:
-        if not self.handle.closed:
-            self.handle.close()
-        self.temporary.unlink(missing_ok=True)
-
-    def __enter__(self) -> AtomicFile:
-        return self
-
-    def __exit__(self, exc_type, exc_value, traceback) -> None:
-        if exc_type is not None:
-            self.discard()
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+from ..data.atomic import AtomicFile
 
 
 def check_writable(paths: Sequence[Path], overwrite: bool) -> None:
@@ -69,12 +30,6 @@ def check_writable(paths: Sequence[Path], overwrite: bool) -> None:
 
 def sidecar_path(output: Path) -> Path:
     return output.with_name(output.name + ".json")
-
-
-def write_json_atomically(path: Path, values: dict[str, Any]) -> None:
-    with AtomicFile(path) as target:
-        target.handle.write(json.dumps(values, indent=2, default=str) + "\n")
-        target.commit()
 
 
 def prediction_columns(
@@ -238,7 +193,6 @@ def embedding_outputs(path: Path) -> list[Path]:
 
 
 __all__ = [
-    "AtomicFile",
     "EMBEDDING_FORMATS",
     "NpyWriter",
     "ParquetWriter",
@@ -250,5 +204,4 @@ __all__ = [
     "prediction_matrix",
     "prediction_rows",
     "sidecar_path",
-    "write_json_atomically",
 ]

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.atomic import write_json
 from ..training.metrics import compute_expression_metrics
-from ..training.reporting import write_json
 from .cells import DONE, RESULTS_FILE, cell_state
 from .spec import Cell, Masking, Study, load_study_dir
 from .statistics import Comparison, adjust_comparisons, compare, summarize

@@ -2,13 +2,14 @@
 
 import hashlib
 import importlib.metadata
-import json
 import platform
 import subprocess
 from pathlib import Path
 
 import datasets
 import numpy as np
+
+from ..data.atomic import AtomicFile
 
 PACKAGES = ("expression-perceiver", "torch", "transformers", "datasets", "accelerate", "huggingface-hub", "tokenizers")
 
@@ -68,10 +69,11 @@ def write_predictions(
 ) -> None:
     """Test predictions next to the observed values, in the data's units, one row per gene."""
     columns = prediction_columns(predictions, references, label_names)
-    with open(path, "w") as handle:
-        handle.write("\t".join(["gene_id", *columns]) + "\n")
+    with AtomicFile(path) as target:
+        target.handle.write("\t".join(["gene_id", *columns]) + "\n")
         for row, gene in enumerate(gene_ids):
-            handle.write("\t".join([gene, *(f"{values[row]:.8g}" for values in columns.values())]) + "\n")
+            target.handle.write("\t".join([gene, *(f"{values[row]:.8g}" for values in columns.values())]) + "\n")
+        target.commit()
 
 
 def plot_predictions(path: Path, predictions: np.ndarray, references: np.ndarray, label_names: list[str], title: str):
@@ -94,7 +96,3 @@ def plot_predictions(path: Path, predictions: np.ndarray, references: np.ndarray
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
-
-
-def write_json(path: Path, values: dict) -> None:
-    Path(path).write_text(json.dumps(values, indent=2, default=str) + "\n")

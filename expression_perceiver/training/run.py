@@ -26,6 +26,7 @@ from transformers import (
 )
 
 from ..data import DatasetMetadata, SplitSpec, build_dataset_dict, generate_promoters, load_dataset_dir
+from ..data.atomic import write_json
 from ..data.dataset_dict import owned_name, remove_abandoned
 from ..data_collators import MaskingCollator, MaskingEpochCallback
 from ..modeling import FAMILIES, AminoAcidTokenizer
@@ -43,7 +44,7 @@ from .checkpoints import (
     training_seconds_until,
 )
 from .model_card import ModelCardFacts, render_model_card
-from .reporting import data_fingerprint, plot_predictions, source_revision, versions, write_json, write_predictions
+from .reporting import data_fingerprint, plot_predictions, source_revision, versions, write_predictions
 from .trainer import (
     ExpressionTrainer,
     TrainingClock,
