@@ -1,58 +1,16 @@
-"""Predict mRNA levels from promoter DNA and protein levels from protein sequence with Perceiver models."""
+"""Predict mRNA levels from promoter DNA and protein levels from protein sequence with Perceiver models.
 
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+Names are imported on first use (PEP 562), so that `expression-perceiver --help` and `import expression_perceiver`
+stay light. Using any model, configuration or tokenizer name, or importing `expression_perceiver.modeling`, registers
+the three model types with transformers' Auto classes (`register_auto_classes`).
+"""
 
-from .modeling import (
-    FAMILIES,
-    AminoAcidTokenizer,
-    DNAPerceiverConfig,
-    DNAPerceiverForSequenceClassification,
-    DNAPerceiverModel,
-    NucleotideTokenizer,
-    ProteinDNAPerceiverConfig,
-    ProteinDNAPerceiverForSequenceClassification,
-    ProteinDNAPerceiverModel,
-    ProteinPerceiverConfig,
-    ProteinPerceiverForSequenceClassification,
-    ProteinPerceiverModel,
-)
+import importlib
 
 __version__ = "0.1.0"
 
-
-def _register_auto_classes() -> None:
-    """Makes the Auto classes know our model types, so checkpoints load without `trust_remote_code`."""
-    for family in FAMILIES.values():
-        AutoConfig.register(family.model_type, family.config_class, exist_ok=True)
-        AutoModel.register(family.config_class, family.model_class, exist_ok=True)
-        AutoModelForSequenceClassification.register(family.config_class, family.head_class, exist_ok=True)
-        AutoTokenizer.register(family.config_class, fast_tokenizer_class=family.tokenizer_class, exist_ok=True)
-
-
-_register_auto_classes()
-
-# Inference reads files and the Hub: imported on first use, so that importing the models stays light.
-_INFERENCE_NAMES = (
-    "predict",
-    "embed",
-    "variant_effects",
-    "mutagenesis",
-    "Predictor",
-    "Embedder",
-    "Example",
-    "InputFile",
-)
-
-
-def __getattr__(name: str):
-    if name in _INFERENCE_NAMES:
-        from . import inference
-
-        return getattr(inference, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [
+# Public name -> the submodule that defines it.
+_MODELING_NAMES = (
     "DNAPerceiverConfig",
     "ProteinPerceiverConfig",
     "ProteinDNAPerceiverConfig",
@@ -64,5 +22,36 @@ __all__ = [
     "ProteinDNAPerceiverForSequenceClassification",
     "NucleotideTokenizer",
     "AminoAcidTokenizer",
-    *_INFERENCE_NAMES,
-]
+    "FAMILIES",
+    "register_auto_classes",
+)
+_INFERENCE_NAMES = (
+    "predict",
+    "embed",
+    "variant_effects",
+    "mutagenesis",
+    "Predictor",
+    "Embedder",
+    "Example",
+    "InputFile",
+)
+_LAZY_NAMES = {
+    **{name: ".modeling" for name in _MODELING_NAMES},
+    **{name: ".inference" for name in _INFERENCE_NAMES},
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY_NAMES])
+
+
+__all__ = [name for name in _LAZY_NAMES if name not in ("FAMILIES", "register_auto_classes")]

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,39 @@ def test_generate_writes_a_table_that_prepare_reads(tmp_path):
     ])  # fmt: skip
     assert prepared == 0
     assert (tmp_path / "data" / "expression_perceiver.json").is_file()
+
+
+# Builds every parser, asks for help and makes argument errors, then names the heavy libraries that got imported.
+STARTUP_PROBE = """
+import contextlib, io, sys
+from expression_perceiver.cli import build_parser, main
+
+build_parser()
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    for argv in (["--help"], ["predict", "--help"], ["study", "run", "--help"], ["predict", "in.fa"]):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+    codes = [
+        main(["predict", "missing.fa", "-m", "model", "-o", "out.tsv"]),
+        main(["prepare", "table", "missing.tsv", "--alphabet", "dna", "-o", "out"]),
+        main(["study", "plan", "missing.yaml"]),
+    ]
+print(codes, sorted(name for name in ("torch", "transformers", "datasets", "pandas") if name in sys.modules))
+"""
+
+
+def test_help_argument_errors_and_missing_files_answer_without_importing_the_heavy_libraries(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-c", STARTUP_PROBE], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[2, 2, 2] []"
+
+
+def test_a_missing_input_file_is_one_line_naming_it(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "missing.fa"), "-m", "model", "-o", str(tmp_path / "out.tsv")]) == 2
+    missing = tmp_path / "missing.fa"
+    assert capsys.readouterr().err == f"expression-perceiver predict: error: {missing}: file or folder not found\n"
+    assert not (tmp_path / "out.tsv").exists()

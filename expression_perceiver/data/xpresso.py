@@ -14,15 +14,16 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..formats import (  # noqa: F401 (re-exported: the format's facts, read by the layers above)
+    XPRESSO_BEST_WINDOW,
+    XPRESSO_FEATURE_NAMES,
+    XPRESSO_FULL_WINDOW,
+    XPRESSO_TSS_INDEX,
+    XPRESSO_WINDOW_LENGTH,
+)
 from .errors import DataError, file_label
 from .tables import SequenceChecker, tokenizer_for
 
-XPRESSO_WINDOW_LENGTH = 20_000
-XPRESSO_TSS_INDEX = 10_000
-# Xpresso's best input: -7,000..+3,500 around the TSS.
-XPRESSO_BEST_WINDOW = (3_000, 13_500)
-XPRESSO_FULL_WINDOW = (0, XPRESSO_WINDOW_LENGTH)
-XPRESSO_FEATURE_NAMES = ("UTR5LEN", "CDSLEN", "INTRONLEN", "UTR3LEN", "UTR5GC", "CDSGC", "UTR3GC", "ORFEXONDENSITY")
 XPRESSO_SPLIT_FILES = {"train": "train.h5", "validation": "valid.h5", "test": "test.h5"}
 XPRESSO_KEYS = ("promoter", "data", "label", "geneName")
 

@@ -45,12 +45,10 @@ from ..data.tables import (
     read_protein_table,
 )
 from ..data.xpresso import XPRESSO_BEST_WINDOW, XpressoH5File, check_window
+from ..formats import CROP_RULES, DATASET_SPLITS, INPUT_KINDS
 
 InputKind = Literal["auto", "fasta", "table", "xpresso", "dataset", "genome"]
-INPUT_KINDS = ("auto", "fasta", "table", "xpresso", "dataset", "genome")
-DATASET_SPLITS = ("train", "validation", "test", "all")
 CropRule = Literal["start", "center", "end"]
-CROP_RULES = ("start", "center", "end")
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".faa", ".fas", ".ffn", ".frn", ".mpfa")
 TABLE_SUFFIXES = (".tsv", ".csv", ".tab", ".txt")

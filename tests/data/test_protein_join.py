@@ -8,12 +8,18 @@ import statistics
 import numpy as np
 import pytest
 
+from expression_perceiver.cli import main as cli
 from expression_perceiver.data.dataset_dict import load_dataset_dir
 from expression_perceiver.data.errors import DataError, ReadReport
-from expression_perceiver.data.prepare import main
 from expression_perceiver.data.tables import LabelSpec, read_protein_table, read_sequence_table
 
 from .helpers import random_dna, write_table
+
+
+def prepare(argv: list[str]) -> int:
+    """`expression-perceiver prepare ...`, in this process."""
+    return cli(["prepare", *argv])
+
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -81,7 +87,7 @@ def test_prepare_table_with_proteins_writes_two_labels(tmp_path, joined_inputs, 
     promoters, proteins, promoter_rows, protein_rows = joined_inputs
     out = tmp_path / "joined"
     argv = join_arguments(promoters, proteins, out, "--protein-label-column", "abundance_ppm", "--protein-log10")
-    assert main(argv) == 0
+    assert prepare(argv) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out}: train 29  validation 4  test 4" in printed
     assert "label label_human, abundance_ppm (transform label_human: none; abundance_ppm: log10(x))" in printed
@@ -114,7 +120,7 @@ def test_prepare_table_with_proteins_writes_two_labels(tmp_path, joined_inputs, 
 def test_prepare_table_with_proteins_only_adds_the_protein_column(tmp_path, joined_inputs):
     promoters, proteins, *_ = joined_inputs
     out = tmp_path / "joined"
-    assert main(join_arguments(promoters, proteins, out, "--protein-max-length", "0")) == 0
+    assert prepare(join_arguments(promoters, proteins, out, "--protein-max-length", "0")) == 0
     dataset_dict, metadata = load_dataset_dir(out)
     assert metadata.label_names == ["label_human"] and metadata.label_transform == "none"
     assert sum(metadata.counts.values()) == 37
@@ -135,7 +141,7 @@ def test_same_label_column_on_both_sides_is_renamed(tmp_path):
     argv = ["table", str(promoters), "--alphabet", "dna", "--log10", "--pseudocount", "1", "-o", str(out)]
     argv += ["--protein-table", str(proteins), "--protein-label-column", "label", "--protein-log10"]
     argv += ["--protein-pseudocount", "1"]
-    assert main(argv) == 0
+    assert prepare(argv) == 0
     metadata = load_dataset_dir(out)[1]
     # Both outputs transformed alike: one transform string, as for a single table.
     assert metadata.label_names == ["label", "protein_label"] and metadata.label_transform == "log10(x + 1)"
@@ -148,7 +154,7 @@ def test_invalid_protein_letters_name_file_id_and_position(tmp_path, joined_inpu
     rows[4][1] = "MKVJL"
     proteins = write_table(tmp_path / "bad.tsv", ["gene", "protein", "abundance_ppm"], rows)
     out = tmp_path / "out"
-    assert main(join_arguments(promoters, proteins, out)) == 2
+    assert prepare(join_arguments(promoters, proteins, out)) == 2
     assert capsys.readouterr().err == (
         "error: bad.tsv: line 6 (id G7) has letter 'J' at position 4 (1-based), not a protein letter\n"
     )
@@ -160,7 +166,7 @@ def test_duplicate_protein_gene_id_is_an_error(tmp_path, joined_inputs, capsys):
     proteins = write_table(tmp_path / "dup.tsv", ["gene", "protein"], [r[:2] for r in protein_rows] + [["G9", "MKV"]])
     with pytest.raises(DataError, match=r"dup.tsv: gene id 'G9' appears twice \(lines 8 and 41\)"):
         read_protein_table(proteins, id_column="gene", sequence_column="protein")
-    assert main(join_arguments(promoters, proteins, tmp_path / "out")) == 2
+    assert prepare(join_arguments(promoters, proteins, tmp_path / "out")) == 2
     assert "gene id 'G9' appears twice" in capsys.readouterr().err
 
 
@@ -170,9 +176,9 @@ def test_missing_protein_labels_are_an_error_or_dropped_and_counted(tmp_path, jo
     rows[1][2] = "NaN"  # G4
     proteins = write_table(tmp_path / "nan.tsv", ["gene", "protein", "abundance_ppm"], rows)
     argv = join_arguments(promoters, proteins, tmp_path / "out", "--protein-label-column", "abundance_ppm")
-    assert main(argv) == 2
+    assert prepare(argv) == 2
     assert "nan.tsv: line 3 (id G4) column 'abundance_ppm' is empty or NaN" in capsys.readouterr().err
-    assert main([*argv, "--drop-missing-labels"]) == 0
+    assert prepare([*argv, "--drop-missing-labels"]) == 0
     printed = capsys.readouterr().out
     assert "dropped, protein label missing in nan.tsv: 1 (first: G4)" in printed
     assert "dropped, missing label: 1 (first: G4)" in printed
@@ -182,15 +188,15 @@ def test_missing_protein_labels_are_an_error_or_dropped_and_counted(tmp_path, jo
 def test_protein_options_are_checked(tmp_path, joined_inputs, capsys):
     promoters, proteins, *_ = joined_inputs
     argv = ["table", str(promoters), "--alphabet", "dna", "--label-column", "label_human", "-o", str(tmp_path / "o")]
-    assert main([*argv, "--protein-label-column", "abundance_ppm"]) == 2
+    assert prepare([*argv, "--protein-label-column", "abundance_ppm"]) == 2
     assert "need --protein-table" in capsys.readouterr().err
     protein_argv = ["--protein-table", str(proteins), "--protein-id-column", "gene"]
-    assert main([*argv, *protein_argv, "--protein-sequence-column", "protein", "--protein-pseudocount", "1"]) == 2
+    assert prepare([*argv, *protein_argv, "--protein-sequence-column", "protein", "--protein-pseudocount", "1"]) == 2
     assert "need --protein-label-column" in capsys.readouterr().err
-    assert main([*argv, *protein_argv]) == 2  # the protein table has no column 'sequence'
+    assert prepare([*argv, *protein_argv]) == 2  # the protein table has no column 'sequence'
     assert "proteins.tsv.gz: column 'sequence' missing" in capsys.readouterr().err
     argv[3] = "protein"
-    assert main([*argv, *protein_argv, "--protein-sequence-column", "protein"]) == 2
+    assert prepare([*argv, *protein_argv, "--protein-sequence-column", "protein"]) == 2
     assert "the table needs --alphabet dna" in capsys.readouterr().err
 
 
@@ -216,7 +222,7 @@ def test_epd_promoters_joined_with_the_human_proteome(tmp_path, shared_data, cap
     out = tmp_path / "epd_proteome"
     argv = ["table", str(promoter_file), "--alphabet", "dna", "--label-column", "label_human"]
     argv += ["--protein-table", str(protein_file), "--protein-label-column", "abundance_ppm", "--protein-log10"]
-    assert main([*argv, "-o", str(out)]) == 0
+    assert prepare([*argv, "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"dropped, no protein in human_proteome_paxdb.tsv.gz: {len(promoter_rows) - len(joined):,}" in printed
     without_promoter = len(set(abundance) - {row["gene_id"] for row in promoter_rows})

@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from expression_perceiver.cli import main as cli
 from expression_perceiver.data import generate_promoters, generate_proteins, load_dataset_dir
-from expression_perceiver.data.prepare import main as prepare
 from expression_perceiver.data.synthetic import write_table
 from expression_perceiver.training.metrics.expression_metrics import METRIC_NAMES
 from expression_perceiver.training.run import main
@@ -39,7 +39,7 @@ def joined_dataset(tmp_path):
     argv = ["table", str(tmp_path / "promoters.tsv"), "--alphabet", "dna", "-o", str(out)]
     argv += [arg for i in range(NUM_FEATURES) for arg in ("--feature-column", f"feature_{i}")]
     argv += ["--protein-table", str(protein_table), "--protein-label-column", "abundance_ppm", "--protein-log10"]
-    assert prepare(argv) == 0
+    assert cli(["prepare", *argv]) == 0
     return out
 
 

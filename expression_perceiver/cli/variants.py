@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data.xpresso import XPRESSO_BEST_WINDOW
-from .command import (
+from ..formats import XPRESSO_BEST_WINDOW
+from .predict import (
     add_feature_arguments,
     add_model_arguments,
     add_protein_arguments,
@@ -124,7 +124,7 @@ def add_mutagenesis_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_variant_effect(args: argparse.Namespace) -> int:
-    from .variants import summary_lines, variant_effects
+    from ..inference.variants import summary_lines, variant_effects
 
     if args.genome is None:
         raise ValueError("--genome is needed: the windows are cut from it")
@@ -147,7 +147,7 @@ def run_variant_effect(args: argparse.Namespace) -> int:
 
 
 def run_mutagenesis(args: argparse.Namespace) -> int:
-    from .mutagenesis import mutagenesis, summary_lines
+    from ..inference.mutagenesis import mutagenesis, summary_lines
 
     plot = None if args.no_plot else (args.plot or args.output.with_suffix(".png"))
     result = mutagenesis(

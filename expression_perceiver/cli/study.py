@@ -14,6 +14,10 @@ STUDY_EPILOG = """examples:
 """
 
 
+STUDY_FILE_HELP = "the study's YAML file (studies/ holds the paper's grids; study/spec.py documents every field)"
+OUTPUT_DIR_HELP = "the study's folder (default: the study file's output_dir)"
+
+
 def add_study_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "study",
@@ -24,25 +28,29 @@ def add_study_parser(subparsers) -> None:
     actions = parser.add_subparsers(dest="study_command", required=True, metavar="action")
 
     plan = actions.add_parser("plan", help="print the cells and their folders without running anything")
-    plan.add_argument("study_file")
-    plan.add_argument("--output-dir", help="the study's folder (default: the study file's output_dir)")
+    plan.add_argument("study_file", help=STUDY_FILE_HELP)
+    plan.add_argument("--output-dir", help=OUTPUT_DIR_HELP)
     plan.add_argument("--estimate", action="store_true", help="measure a few steps of one cell and project the cost")
     plan.add_argument("--estimate-steps", type=int, default=20, help="training steps the estimate measures")
     plan.add_argument("--jobs", type=int, default=1, help="cells at a time the projection assumes")
     plan.set_defaults(run=run_plan)
 
     run = actions.add_parser("run", help="run every unfinished cell (rerun after any interruption to finish)")
-    run.add_argument("study_file")
-    run.add_argument("--output-dir", help="the study's folder (default: the study file's output_dir)")
-    run.add_argument("--executor", choices=["local", "gpus", "slurm"], default="local")
+    run.add_argument("study_file", help=STUDY_FILE_HELP)
+    run.add_argument("--output-dir", help=OUTPUT_DIR_HELP)
+    run.add_argument(
+        "--executor", choices=["local", "gpus", "slurm"], default="local",
+        help="where cells run: local (this machine's CPU or GPU, --jobs at a time), gpus (one worker per visible "
+        "GPU), slurm (a job array through submitit) (default: %(default)s)",
+    )  # fmt: skip
     run.add_argument("--jobs", type=int, default=1, help="local: cells at a time (the CPU cores are shared out)")
     run.add_argument("--cells-per-gpu", type=int, default=1, help="gpus: small cells run side by side on each GPU")
     run.add_argument("--gpus-per-cell", type=int, default=1, help="gpus: GPUs per cell (accelerate launch)")
     slurm = run.add_argument_group("slurm (defaults from the study file's slurm: mapping)")
-    slurm.add_argument("--partition")
+    slurm.add_argument("--partition", help="SLURM partition to submit to")
     slurm.add_argument("--time-min", type=int, help="time limit of each array task, minutes")
     slurm.add_argument("--gpus-per-task", type=int, help="GPUs per cell; a cell on several runs accelerate launch")
-    slurm.add_argument("--cpus-per-task", type=int)
+    slurm.add_argument("--cpus-per-task", type=int, help="CPU cores per cell")
     slurm.add_argument("--array-parallelism", type=int, help="array tasks running at once")
     slurm.add_argument("--sbatch", action="append", default=[], help="an extra sbatch line, e.g. --sbatch=--qos=low")
     slurm.add_argument(
@@ -56,8 +64,8 @@ def add_study_parser(subparsers) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from .plan import estimate, estimate_lines, measure_cell, plan_lines
-    from .spec import load_study
+    from ..study.plan import estimate, estimate_lines, measure_cell, plan_lines
+    from ..study.spec import load_study
 
     study = load_study(args.study_file, args.output_dir)
     print("\n".join(plan_lines(study)))
@@ -70,7 +78,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def slurm_options(args: argparse.Namespace, defaults: dict):
-    from .executors import SlurmOptions
+    from ..study.executors import SlurmOptions
 
     options = SlurmOptions.from_mapping(defaults)
     flags = {
@@ -88,8 +96,8 @@ def slurm_options(args: argparse.Namespace, defaults: dict):
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from .plan import run_study
-    from .spec import load_study
+    from ..study.plan import run_study
+    from ..study.spec import load_study
 
     study = load_study(args.study_file, args.output_dir)
     outcome = run_study(
@@ -108,7 +116,7 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from .report import report_study
+    from ..study.report import report_study
 
     report_study(args.study_dir)
     return 0

@@ -1,14 +1,18 @@
-"""`expression-perceiver <command>`: the package's command line."""
+"""`expression-perceiver <command>`: the package's command line, the one layer that parses arguments.
+
+Parsers are built from the standard library and `expression_perceiver.formats` alone: torch, transformers and
+datasets are imported by the command that runs, so `--help` and argument errors answer at once.
+"""
 
 import argparse
 import sys
+from pathlib import Path
 
-from .data.prepare import add_prepare_parser
-from .inference.command import add_embed_parser, add_predict_parser
-from .inference.variant_command import add_mutagenesis_parser, add_variant_effect_parser
-from .study.command import add_study_parser
-from .training.baseline import add_baseline_parser
-from .training.trainer import HubPushFailed
+from .baseline import add_baseline_parser
+from .predict import add_embed_parser, add_predict_parser
+from .prepare import add_prepare_parser
+from .study import add_study_parser
+from .variants import add_mutagenesis_parser, add_variant_effect_parser
 
 
 def add_train_parser(subparsers) -> None:
@@ -19,7 +23,7 @@ def add_train_parser(subparsers) -> None:
 
 
 def run_train(arguments: list[str]) -> int:
-    from .training.run import main as train
+    from ..training.run import main as train
 
     train(arguments)
     return 0
@@ -46,7 +50,7 @@ def add_generate_parser(subparsers) -> None:
 
 def _generate_length(args: argparse.Namespace) -> int:
     """The window length asked for, checked: at least 1,000 bases, exactly the format's 20,000 for xpresso."""
-    from .data.xpresso import XPRESSO_WINDOW_LENGTH
+    from ..formats import XPRESSO_WINDOW_LENGTH
 
     if args.kind == "xpresso":
         length = XPRESSO_WINDOW_LENGTH if args.length is None else args.length
@@ -62,7 +66,7 @@ def _generate_length(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from .data.synthetic import (
+    from ..data.synthetic import (
         generate_positional_promoters,
         generate_promoters,
         generate_proteins,
@@ -110,6 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Arguments that name files or folders a command reads: checked before the command imports torch, transformers or
+# datasets, so that a mistyped path is answered at once.
+INPUT_PATH_ARGUMENTS = (
+    "input", "folder", "table", "fasta", "genome", "bed", "labels", "half_life", "protein_table", "features",
+    "proteins", "vcf", "tss_table", "dataset_dir", "study_file", "study_dir",
+)  # fmt: skip
+
+
+def check_input_paths(args: argparse.Namespace) -> None:
+    for name in INPUT_PATH_ARGUMENTS:
+        value = getattr(args, name, None)
+        if value is not None and not Path(value).exists():
+            raise FileNotFoundError(f"{value}: file or folder not found")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv else None
@@ -117,14 +136,20 @@ def main(argv: list[str] | None = None) -> int:
         if command == "train":
             return run_train(argv[1:])
         args = build_parser().parse_args(argv)
+        check_input_paths(args)
         return args.run(args)
-    except HubPushFailed as error:  # the run itself finished: its results are local
-        print(f"expression-perceiver {command}: error: {error}", file=sys.stderr)
-        return 3
-    except (ValueError, OSError, KeyError) as error:  # bad input: one clear line, no traceback
-        print(f"expression-perceiver {command}: error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:
+        if is_hub_push_failure(error):  # the run itself finished: its results are local
+            print(f"expression-perceiver {command}: error: {error}", file=sys.stderr)
+            return 3
+        if isinstance(error, (ValueError, OSError, KeyError)):  # bad input: one clear line, no traceback
+            print(f"expression-perceiver {command}: error: {error}", file=sys.stderr)
+            return 2
+        raise
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def is_hub_push_failure(error: BaseException) -> bool:
+    """A failed final push to the Hub (`training.trainer.HubPushFailed`), recognised without importing the trainer:
+    only a training run, which has imported it, can raise one."""
+    trainer = sys.modules.get("expression_perceiver.training.trainer")
+    return trainer is not None and isinstance(error, trainer.HubPushFailed)

@@ -1,14 +1,17 @@
 """`expression-perceiver predict` and `expression-perceiver embed`: argument parsing around `inference.predict` and
-`inference.embed`. Bad input, a model that cannot be used or an existing output is one line on stderr and exit
-code 2 (`cli.main`)."""
+`inference.embed`, which are imported only when a command runs. Bad input, a model that cannot be used or an existing
+output is one line on stderr and exit code 2 (`cli.main`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..data.xpresso import XPRESSO_BEST_WINDOW
-from .inputs import CROP_RULES, DATASET_SPLITS, INPUT_KINDS, FeatureTable, InputFile, ProteinSource
+from ..formats import CROP_RULES, DATASET_SPLITS, INPUT_KINDS, XPRESSO_BEST_WINDOW
+
+if TYPE_CHECKING:
+    from ..inference.inputs import InputFile
 
 PREDICT_DESCRIPTION = """\
 Predict expression with one model or an ensemble (repeat --model) for every input: a FASTA (plain, gzip or bgzip), a
@@ -139,6 +142,8 @@ def add_embed_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def input_file(args: argparse.Namespace) -> InputFile:
+    from ..inference.inputs import InputFile
+
     return InputFile(
         path=args.input,
         kind="auto" if args.bed is not None else args.input_format,
@@ -157,6 +162,8 @@ def run_options(args: argparse.Namespace) -> dict:
     """What every inference command passes on from its arguments: features, proteins, filling and running."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    from ..inference.inputs import FeatureTable, ProteinSource
+
     if args.feature_columns and args.features is None:
         raise ValueError("--feature-columns names columns of --features; give --features too")
     features = (
@@ -192,7 +199,7 @@ def _report(summary, quiet: bool) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .api import predict
+    from ..inference.api import predict
 
     summary = predict(input_file(args), args.model, members=args.members, **_common(args))
     _report(summary, args.quiet)
@@ -200,7 +207,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    from .api import embed
+    from ..inference.api import embed
 
     if len(args.model) > 1:
         raise ValueError("embed reads one model: give --model once")
