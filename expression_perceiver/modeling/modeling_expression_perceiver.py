@@ -6,6 +6,7 @@ paths they run on (the cross-attention's implementations, selected by `config.se
 pointwise convolution and pooling) are in `kernels_expression_perceiver.py`, with their performance notes.
 """
 
+import inspect
 import math
 import re
 import shutil
@@ -503,6 +504,25 @@ PIPELINE_DECLARATION = {
 }
 
 
+# Keyword arguments that transformers itself may pass to any model's forward (output switches, the Trainer's item
+# count) and that these models read nothing from; any other unknown keyword is a caller's mistake.
+TRANSFORMERS_FORWARD_KEYWORDS = frozenset(
+    {"return_dict", "output_attentions", "output_hidden_states", "use_cache", "num_items_in_batch"}
+)
+
+
+def check_forward_keywords(model: nn.Module, keywords: dict) -> None:
+    """Refuses a keyword argument the model does not read (a misspelt `attention_mask` or `feature` would otherwise
+    be ignored and the prediction silently wrong)."""
+    unknown = sorted(set(keywords) - TRANSFORMERS_FORWARD_KEYWORDS)
+    if unknown:
+        accepted = [name for name in inspect.signature(model.forward).parameters if name != "kwargs"]
+        raise TypeError(
+            f"{type(model).__name__}.forward() got unexpected keyword argument(s) {', '.join(unknown)}; it reads "
+            f"{', '.join(accepted)}"
+        )
+
+
 class PerceiverExpressionPreTrainedModel(PreTrainedModel):
     config_class = PerceiverExpressionConfig
     base_model_prefix = "perceiver"
@@ -598,6 +618,7 @@ class _SingleSequencePerceiverModel(PerceiverExpressionPreTrainedModel):
         features: torch.Tensor | None = None,
         **kwargs,
     ) -> PerceiverExpressionOutput:
+        check_forward_keywords(self, kwargs)
         latents, summary = self.perceiver(input_ids, attention_mask, features)
         return PerceiverExpressionOutput(last_hidden_state=latents, pooler_output=summary)
 
@@ -622,6 +643,7 @@ class _SingleSequencePerceiverForSequenceClassification(PerceiverExpressionPreTr
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
+        check_forward_keywords(self, kwargs)
         _, summary = self.perceiver(input_ids, attention_mask, features)
         logits = self.head(summary)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
@@ -729,6 +751,7 @@ class ProteinDNAPerceiverModel(ProteinDNAPerceiverPreTrainedModel):
         features: torch.Tensor | None = None,
         **kwargs,
     ) -> PerceiverExpressionOutput:
+        check_forward_keywords(self, kwargs)
         return self.encode(input_ids, protein_input_ids, attention_mask, protein_attention_mask, features)
 
 
@@ -752,6 +775,7 @@ class ProteinDNAPerceiverForSequenceClassification(ProteinDNAPerceiverPreTrained
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
+        check_forward_keywords(self, kwargs)
         outputs = self.encode(input_ids, protein_input_ids, attention_mask, protein_attention_mask, features)
         logits = self.head(outputs.pooler_output)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)

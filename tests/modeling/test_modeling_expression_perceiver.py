@@ -263,3 +263,18 @@ def test_padding_a_batch_further_leaves_a_training_step_unchanged():
     torch.testing.assert_close(padded_loss, loss)
     for name, gradient in gradients.items():
         torch.testing.assert_close(padded_gradients[name], gradient, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("family", ["dna", "protein_dna"])
+@pytest.mark.parametrize("head", [False, True])
+def test_a_misspelt_keyword_argument_is_refused_naming_it(family, head):
+    inputs = {"input_ids": torch.full((1, 30), 6), "features": torch.zeros(1, 8)}
+    config = small_dna_config()
+    if family == "protein_dna":
+        config = ProteinDNAPerceiverConfig(dna_config=config.to_dict(), protein_config=small_protein_config().to_dict())
+        inputs["protein_input_ids"] = torch.full((1, 12), 9)
+    model = (AutoModelForSequenceClassification if head else AutoModel).from_config(config).eval()
+    with torch.no_grad():
+        model(**inputs, return_dict=True, output_hidden_states=False)  # what transformers itself may pass
+        with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) atention_mask; it reads input_ids"):
+            model(**inputs, atention_mask=torch.ones(1, 30, dtype=torch.long))
