@@ -89,5 +89,5 @@ def test_help_argument_errors_and_missing_files_answer_without_importing_the_hea
 def test_a_missing_input_file_is_one_line_naming_it(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "missing.fa"), "-m", "model", "-o", str(tmp_path / "out.tsv")]) == 2
     missing = tmp_path / "missing.fa"
-    assert capsys.readouterr().err == f"expression-perceiver predict: error: {missing}: file or folder not found\n"
+    assert capsys.readouterr().err == f"expression-perceiver predict: error: missing.fa: file not found ({missing})\n"
     assert not (tmp_path / "out.tsv").exists()

@@ -126,7 +126,7 @@ def check_input_paths(args: argparse.Namespace) -> None:
     for name in INPUT_PATH_ARGUMENTS:
         value = getattr(args, name, None)
         if value is not None and not Path(value).exists():
-            raise FileNotFoundError(f"{value}: file or folder not found")
+            raise FileNotFoundError(f"{Path(value).name or value}: file not found ({value})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,7 +67,7 @@ def run_plan(args: argparse.Namespace) -> int:
     from ..study.plan import estimate, estimate_lines, measure_cell, plan_lines
     from ..study.spec import load_study
 
-    study = load_study(args.study_file, args.output_dir)
+    study = load_study(args.study_file, args.output_dir, check_data=args.estimate)  # listing cells needs no data
     print("\n".join(plan_lines(study)))
     if args.estimate:
         if args.estimate_steps < 1:

@@ -21,14 +21,15 @@ from typing import Any, Literal, NamedTuple, TextIO
 
 import numpy as np
 
+from ..formats import DEFAULT_PROTEIN_MAX_LENGTH
 from ..modeling.tokenization_expression_perceiver import AminoAcidTokenizer, NucleotideTokenizer
-from .errors import DataError, ReadReport, file_label
+from .errors import DataError, IdTally, ReadReport, file_label
 
 Alphabet = Literal["dna", "protein"]
 ALPHABETS = ("dna", "protein")
-# ProteinPerceiver reads at most 6,000 residues.
-DEFAULT_PROTEIN_MAX_LENGTH = 6_000
 MISSING_VALUES = frozenset({"", "na", "nan", "n/a", "null", "none"})
+# The note under which a read counts the IUPAC ambiguity codes it found (the nucleotide tokenizer reads them as N).
+AMBIGUITY_NOTE = "IUPAC ambiguity codes read as N"
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -52,6 +53,11 @@ class SequenceChecker:
         rare = "N" if alphabet == "dna" else "XBZUO"
         self._rare_ids = np.array([self.tokenizer.vocabulary()[letter] for letter in rare], dtype=np.uint8)
         self.rare_letters = " ".join(rare)
+        # Bytes that are IUPAC ambiguity codes (R Y S W K M B D H V, either case): DNA reads each as N.
+        self._ambiguity = np.zeros(256, dtype=bool)
+        if alphabet == "dna":
+            for code in self.tokenizer.aliases:
+                self._ambiguity[[ord(code.upper()), ord(code.lower())]] = True
 
     def token_ids(self, sequence: str, where: str) -> np.ndarray:
         """Token ids of `sequence`; raises `DataError` naming `where` and the first invalid letter's position."""
@@ -70,6 +76,35 @@ class SequenceChecker:
 
     def has_rare_letters(self, ids: np.ndarray) -> bool:
         return bool(np.isin(ids, self._rare_ids).any())
+
+    def rare_letter_count(self, ids: np.ndarray) -> int:
+        return int(np.count_nonzero(np.isin(ids, self._rare_ids)))
+
+    def ambiguity_codes(self, sequence: str) -> int:
+        """How many IUPAC ambiguity codes `sequence` holds (always 0 for proteins); the tokenizer reads each as N."""
+        codes = np.frombuffer(sequence.encode("ascii", errors="replace"), dtype=np.uint8)
+        return int(np.count_nonzero(self._ambiguity[codes]))
+
+
+@dataclass
+class LetterTally(IdTally):
+    """Sequences with some kind of letter (`count`, first ids) and how many such letters they held in all."""
+
+    letters: int = 0
+
+    def add_letters(self, record_id: str, letters: int) -> None:
+        self.add(record_id)
+        self.letters += letters
+
+    def describe(self) -> str:
+        more = ", ..." if self.count > len(self.examples) else ""
+        return f"{self.letters:,} in {self.count:,} sequences (first: {', '.join(self.examples)}{more})"
+
+
+def note_ambiguity_codes(report: ReadReport, record_id: str, letters: int) -> None:
+    """Counts, in `report`, one sequence holding `letters` IUPAC ambiguity codes (`AMBIGUITY_NOTE`)."""
+    tally = report.noted.setdefault(AMBIGUITY_NOTE, LetterTally())
+    tally.add_letters(record_id, letters)
 
 
 def open_text(path: str | PathLike) -> TextIO:
@@ -230,7 +265,8 @@ def read_feature_table(path: str | PathLike, id_column: str, columns: Sequence[s
 
 class RecordBuilder:
     """Turns (id, sequence, label, features) into a record: validates letters, strips a protein's trailing stop,
-    truncates to `max_length` and notes it in the report, and notes repeated ids and rare letters."""
+    truncates to `max_length` and notes it in the report, and notes repeated ids, rare letters and IUPAC ambiguity
+    codes (DNA reads them as N; `AMBIGUITY_NOTE` counts the letters and the sequences holding them)."""
 
     def __init__(self, alphabet: Alphabet, report: ReadReport, max_length: int | None = None):
         self.checker = SequenceChecker(alphabet)
@@ -246,7 +282,10 @@ class RecordBuilder:
         if self.alphabet == "protein" and sequence.endswith("*"):
             sequence = sequence[:-1]
         ids = self.checker.token_ids(sequence, where)
-        if self.checker.has_rare_letters(ids):
+        ambiguous = self.checker.ambiguity_codes(sequence)
+        if ambiguous:
+            note_ambiguity_codes(self.report, record_id, ambiguous)
+        if self.checker.rare_letter_count(ids) > ambiguous:  # an N (or X B Z U O) as written, not a folded code
             self.report.note(f"has {self.checker.rare_letters} (kept)", record_id)
         if self.max_length is not None and len(sequence) > self.max_length:
             sequence = sequence[: self.max_length]
@@ -458,10 +497,12 @@ def read_fasta_with_labels(
 
 __all__ = [
     "ALPHABETS",
+    "AMBIGUITY_NOTE",
     "DEFAULT_PROTEIN_MAX_LENGTH",
     "FastaRecord",
     "LabelRow",
     "LabelSpec",
+    "LetterTally",
     "ProteinRow",
     "ProteinTable",
     "RecordBuilder",

@@ -262,6 +262,17 @@ class MaskingCollator:
     def pad_token_id(self) -> int:
         return tokenizer_pad_id(self.tokenizer)
 
+    def settings(self) -> dict[str, Any]:
+        """The masking as a model's config records it (`training_masking`): the keyword arguments that rebuild it."""
+        return {
+            "strategy": self.strategy,
+            "mode": self.mode,
+            "mask_length": self.mask_length if self.mask_fraction is None else None,
+            "mask_fraction": self.mask_fraction,
+            "num_spans": self.num_spans,
+            "mask_token": self.mask_token,
+        }
+
     def for_evaluation(self) -> MaskingCollator:
         """A copy of this collator with `training=False`."""
         return dataclasses.replace(self, training=False)

@@ -182,7 +182,7 @@ def _prepared(
 def _setup(runner, inputs, features, proteins, fill_missing_features, crop):
     model_inputs = runner.model_inputs
     resolved = resolve_inputs(inputs)
-    feature_rows, feature_source = resolve_features(features, model_inputs.num_features, runner.first.run.feature_names)
+    feature_rows, feature_source = resolve_features(features, model_inputs.num_features, runner.first.feature_names)
     protein_rows = resolve_proteins(proteins)
     if isinstance(protein_rows, Mapping):
         protein_rows = mapping_as_protein_table(protein_rows)
@@ -223,7 +223,7 @@ def _record(runner, resolved: ResolvedInputs, preparer: InputPreparer, command: 
     if model_inputs.num_features:
         record["features"] = {
             "num_features": model_inputs.num_features,
-            "feature_names": runner.first.run.feature_names,
+            "feature_names": runner.first.feature_names,
             "fill_missing_features": preparer.fill_missing_features,
             "fill": model_inputs.feature_fill_source if preparer.fill_missing_features else None,
         }

@@ -10,9 +10,14 @@ What a checkpoint tells about its outputs:
 - `config.label_mean` / `config.label_std` (written by every training run, see `training.trainer.build_model`): the
   train split's label mean and standard deviation. The model's logits are standardised labels; `logits * label_std
   + label_mean` is in the data's units. A checkpoint without them predicts z-scores, and says so.
-- `results.json` beside the weights (written by a training run; pushed with the model): the label names and units,
-  the feature names, and the masking the run trained with. A model trained with `--mask_mode drop` read its
-  validation and test inputs with the masked positions removed; prediction does the same (`evaluation_collator`).
+- the outputs' names (`id2label`) and units (`label_units`), the features' names (`feature_names`) and the masking
+  the run trained with (`training_masking`, `training_seed`), all in `config.json` (`training.trainer.
+  record_model_facts`). A model trained with `--mask_mode drop` read its validation and test inputs with the masked
+  positions removed; prediction does the same (`evaluation_collator`).
+
+Checkpoints written before these facts moved into the config kept them in the run's `results.json`; for those
+alone they are read from there into the loaded config (`adopt_run_report_facts`), so the same checkpoint gives the
+same names and numbers. Nothing else reads `results.json`.
 """
 
 from __future__ import annotations
@@ -117,36 +122,48 @@ def weight_files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-@dataclass(frozen=True)
-class RunFacts:
-    """What a training run's `results.json` says about the model's outputs, features and masking (all None for a
-    checkpoint without one)."""
+# The masking arguments' names in a training run's report, as the collator's settings name them.
+REPORTED_MASKING_KEYS = {
+    "mask_strategy": "strategy",
+    "mask_mode": "mode",
+    "mask_length": "mask_length",
+    "mask_fraction": "mask_fraction",
+    "mask_num_spans": "num_spans",
+    "mask_token": "mask_token",
+}
 
-    label_names: list[str] | None = None
-    label_units: list[str] | None = None
-    feature_names: list[str] | None = None
-    masking: dict[str, Any] | None = None
-    seed: int | None = None
 
-    @classmethod
-    def read(cls, folder: Path) -> RunFacts:
-        path = folder / RUN_RESULTS_FILE
-        if not path.is_file():
-            return cls()
-        try:
-            results = json.loads(path.read_text())
-            data = results.get("data") or {}
-            metadata = DatasetMetadata.from_dict(data) if data else None
-        except (json.JSONDecodeError, TypeError, AttributeError) as error:
-            logger.warning("%s: cannot be read (%s); the model's outputs are named by its config", path, error)
-            return cls()
-        return cls(
-            label_names=list(metadata.label_names) if metadata else None,
-            label_units=list(metadata.label_units) if metadata else None,
-            feature_names=list(metadata.feature_names) if metadata else None,
-            masking=(results.get("arguments") or {}).get("masking"),
-            seed=results.get("seed"),
-        )
+def has_named_labels(config) -> bool:
+    labels = [config.id2label[i] for i in range(config.num_labels)] if config.id2label else []
+    return bool(labels) and not any(DEFAULT_LABEL.match(str(label)) for label in labels)
+
+
+def adopt_run_report_facts(config, encoder_config, folder: Path) -> None:
+    """For a checkpoint saved before its facts moved into `config.json`: the label names and units, the feature
+    names, the masking and the seed from the training run's `results.json` beside it, into the loaded config (in
+    memory). A config that has them already is left alone."""
+    path = folder / RUN_RESULTS_FILE
+    if config.training_masking is not None or not path.is_file():
+        return
+    try:
+        results = json.loads(path.read_text())
+        data = results.get("data") or {}
+        metadata = DatasetMetadata.from_dict(data) if data else None
+        masking = (results.get("arguments") or {}).get("masking") or {}
+    except (json.JSONDecodeError, TypeError, AttributeError) as error:
+        logger.warning("%s: cannot be read (%s); the model's outputs are named by its config", path, error)
+        return
+    if metadata is not None and len(metadata.label_names) == config.num_labels and not has_named_labels(config):
+        config.id2label = dict(enumerate(metadata.label_names))
+        config.label2id = {name: index for index, name in enumerate(metadata.label_names)}
+        config.label_units = list(metadata.label_units)
+    if metadata is not None and encoder_config.feature_names is None:
+        if len(metadata.feature_names) == encoder_config.num_features and encoder_config.num_features:
+            encoder_config.feature_names = list(metadata.feature_names)
+    config.training_masking = {
+        REPORTED_MASKING_KEYS[key]: value for key, value in masking.items() if key in REPORTED_MASKING_KEYS
+    }
+    config.training_seed = results.get("seed")
 
 
 @contextmanager
@@ -191,7 +208,6 @@ class LoadedModel:
     protein_tokenizer: Any | None
     tokenizer_origin: str
     weights: dict[str, str]
-    run: RunFacts = field(default_factory=RunFacts)
     collator: MaskingCollator = field(init=False)
 
     def __post_init__(self):
@@ -250,14 +266,21 @@ class LoadedModel:
 
     @property
     def output_names(self) -> list[str]:
-        """The outputs' names: the training data's label names, else the config's labels when they are named, else
-        `output` (`output_0`, `output_1`, ... with several)."""
-        if self.run.label_names and len(self.run.label_names) == self.num_labels:
-            return list(self.run.label_names)
-        labels = [self.config.id2label[i] for i in range(self.num_labels)] if self.config.id2label else []
-        if labels and not any(DEFAULT_LABEL.match(str(label)) for label in labels):
-            return [str(label) for label in labels]
+        """The outputs' names: the config's labels (`id2label`, the training data's label names) when they are
+        named, else `output` (`output_0`, `output_1`, ... with several), as the pipeline names them."""
+        if has_named_labels(self.config):
+            return [str(self.config.id2label[i]) for i in range(self.num_labels)]
         return ["output"] if self.num_labels == 1 else [f"output_{i}" for i in range(self.num_labels)]
+
+    @property
+    def label_units(self) -> list[str] | None:
+        units = getattr(self.config, "label_units", None)
+        return list(units) if units and len(units) == self.num_labels else None
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        names = getattr(self.encoder_config, "feature_names", None)
+        return list(names) if names else None
 
     def describe(self) -> dict[str, Any]:
         scale = self.label_scale
@@ -276,8 +299,8 @@ class LoadedModel:
         }
         if self.family.reads_protein:
             described["protein_max_sequence_length"] = self.protein_max_length
-        if self.run.label_units:
-            described["label_units"] = self.run.label_units
+        if self.label_units:
+            described["label_units"] = self.label_units
         return described
 
 
@@ -285,28 +308,19 @@ def evaluation_collator(loaded: LoadedModel) -> MaskingCollator:
     """The collator the training run evaluated with: padding only, or, for a run that trained with `mask_mode drop`,
     the same positions removed. Without `idx` a random span is keyed by the sequence itself (deterministic, the same
     in any batch), where training keyed it by the row of the split."""
-    masking = loaded.run.masking or {}
-    strategy = masking.get("mask_strategy", "none")
-    mode = masking.get("mask_mode", "mask")
-    if strategy == "none" or mode != "drop":
-        strategy, mode = "none", "mask"  # mask mode leaves evaluation inputs untouched
+    masking = dict(getattr(loaded.config, "training_masking", None) or {})
+    if masking.get("strategy", "none") == "none" or masking.get("mode", "mask") != "drop":
+        masking = {}  # mask mode leaves evaluation inputs untouched
     try:
         return MaskingCollator(
             tokenizer=loaded.tokenizer,
-            strategy=strategy,
-            mode=mode,
-            mask_length=masking.get("mask_length") if strategy != "none" else None,
-            mask_fraction=masking.get("mask_fraction") if strategy != "none" else None,
-            num_spans=masking.get("mask_num_spans", 1) if strategy == "random_span" else 1,
-            mask_token=masking.get("mask_token", "[MASK]"),
-            seed=int(loaded.run.seed or 0),
+            **masking,
+            seed=int(getattr(loaded.config, "training_seed", None) or 0),
             training=False,
             protein_tokenizer=loaded.protein_tokenizer,
         )
-    except ValueError as error:
-        raise ModelLoadError(
-            f"model {loaded.spec}: the masking in its {RUN_RESULTS_FILE} is not usable ({error})"
-        ) from None
+    except (ValueError, TypeError) as error:
+        raise ModelLoadError(f"model {loaded.spec}: its config's training_masking is not usable ({error})") from None
 
 
 def describe_evaluation_masking(collator: MaskingCollator) -> str:
@@ -365,7 +379,8 @@ def load_model(spec: str | os.PathLike, base_model: bool = False) -> LoadedModel
     model.eval()
     tokenizer, protein_tokenizer, origin = _load_tokenizers(source, family)
     hashes = {path.name: file_sha256(path) for path in weights}
-    loaded = LoadedModel(source, model, family, tokenizer, protein_tokenizer, origin, hashes, RunFacts.read(folder))
+    adopt_run_report_facts(model.config, model.config.dna_config if family.reads_protein else model.config, folder)
+    loaded = LoadedModel(source, model, family, tokenizer, protein_tokenizer, origin, hashes)
     check_tokenizer(loaded)
     return loaded
 
@@ -413,10 +428,10 @@ def check_ensemble(members: list[LoadedModel]) -> None:
                     f"model {member.spec}: {key} {shown(found[key])} where {first.spec} has {shown(value)}; the "
                     "models of an ensemble must read the same inputs and predict the same outputs"
                 )
-        if first.run.label_names and member.run.label_names and first.run.label_names != member.run.label_names:
+        if first.output_names != member.output_names:
             raise ModelLoadError(
-                f"model {member.spec}: predicts {', '.join(member.run.label_names)} where {first.spec} predicts "
-                f"{', '.join(first.run.label_names)}; the models of an ensemble must predict the same outputs"
+                f"model {member.spec}: predicts {', '.join(member.output_names)} where {first.spec} predicts "
+                f"{', '.join(first.output_names)}; the models of an ensemble must predict the same outputs"
             )
 
 
@@ -424,7 +439,6 @@ __all__ = [
     "LoadedModel",
     "ModelLoadError",
     "ModelSource",
-    "RunFacts",
     "check_ensemble",
     "load_model",
     "resolve_model",

@@ -339,7 +339,7 @@ def mutagenesis(
         )
     positions, scan_description = scan_positions(target, scan)
 
-    feature_rows, _ = resolve_features(features, model_inputs.num_features, predictor.first.run.feature_names)
+    feature_rows, _ = resolve_features(features, model_inputs.num_features, predictor.first.feature_names)
     gene_features = None
     if feature_rows is not None and target.id in feature_rows:
         gene_features = tuple(float(value) for value in feature_rows[target.id])

@@ -320,8 +320,8 @@ class Predictor(_Runner):
         """Each output's units in words."""
         if self.units == "z-score":
             return ["z-score (the checkpoint stores no label_mean/label_std)"] * len(self.output_names)
-        if self.first.run.label_units and len(self.first.run.label_units) == len(self.output_names):
-            return list(self.first.run.label_units)
+        if self.first.label_units:
+            return self.first.label_units
         return ["the training labels' units (config label_mean/label_std)"] * len(self.output_names)
 
     @property

@@ -414,9 +414,7 @@ def variant_effects(
     model_inputs = predictor.model_inputs
     if model_inputs.alphabet != "dna":
         raise DataError(f"variant effects need a model that reads DNA; a {predictor.model_type} reads protein")
-    feature_rows, feature_source = resolve_features(
-        features, model_inputs.num_features, predictor.first.run.feature_names
-    )
+    feature_rows, feature_source = resolve_features(features, model_inputs.num_features, predictor.first.feature_names)
     protein_rows = resolve_proteins(proteins)
     if protein_rows is not None and model_inputs.protein_max_length is None:
         raise DataError(f"proteins were given, but a {predictor.model_type} reads no protein")

@@ -81,6 +81,16 @@ class PerceiverExpressionConfig(PreTrainedConfig):
         label_std (`list[float]`, *optional*): training-set standard deviation of each output.
         feature_mean (`list[float]`, *optional*): training-set mean of each per-gene feature (`num_features`
             values); prediction tools fill a gene's missing features with it when asked to.
+        feature_names (`list[str]`, *optional*): the per-gene features' names, in the order the model reads them
+            (`num_features` values), e.g. Xpresso's 8 mRNA half-life features.
+        label_units (`list[str]`, *optional*): the units of each output in the data (e.g. `"log10(TPM + 0.1)"`);
+            the outputs' names are `id2label`, set by training from the data's label names.
+        training_masking (`dict`, *optional*): the masking augmentation the model was trained with
+            (`MaskingSettings.to_dict()`: strategy, mode, mask_length or mask_fraction, num_spans, mask_token). A
+            model trained in `drop` mode evaluated its inputs with the same positions removed, and so does
+            prediction.
+        training_seed (`int`, *optional*): the training run's seed (it also keys the masks).
+        data_fingerprint (`str`, *optional*): fingerprint of the training data's splits, as provenance.
     """
 
     vocab_size: int = NUCLEOTIDE_VOCAB_SIZE
@@ -116,6 +126,11 @@ class PerceiverExpressionConfig(PreTrainedConfig):
     label_mean: list[float] | None = None
     label_std: list[float] | None = None
     feature_mean: list[float] | None = None
+    feature_names: list[str] | None = None
+    label_units: list[str] | None = None
+    training_masking: dict | None = None
+    training_seed: int | None = None
+    data_fingerprint: str | None = None
     pad_token_id: int | None = PAD_TOKEN_ID
 
     def __post_init__(self, **kwargs):
@@ -159,11 +174,12 @@ class PerceiverExpressionConfig(PreTrainedConfig):
             raise ValueError(
                 f"{type(self).__name__}.sequence_attention must be one of {choices}, got {self.sequence_attention!r}"
             )
-        if self.feature_mean is not None and len(self.feature_mean) != self.num_features:
-            raise ValueError(
-                f"{type(self).__name__}.feature_mean has {len(self.feature_mean)} values for "
-                f"num_features {self.num_features}"
-            )
+        for name in ("feature_mean", "feature_names"):
+            values = getattr(self, name)
+            if values is not None and len(values) != self.num_features:
+                raise ValueError(
+                    f"{type(self).__name__}.{name} has {len(values)} values for num_features {self.num_features}"
+                )
         chunk = self.attention_chunk_length
         if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
             raise ValueError(
@@ -230,6 +246,8 @@ class ProteinDNAPerceiverConfig(PreTrainedConfig):
         initializer_range (`float`): standard deviation of the normal initialisation of the head.
         label_mean (`list[float]`, *optional*): training-set mean of each output (see `PerceiverExpressionConfig`).
         label_std (`list[float]`, *optional*): training-set standard deviation of each output.
+        label_units, training_masking, training_seed, data_fingerprint: as in `PerceiverExpressionConfig`; the
+            per-gene features' names and means are fields of `dna_config`, whose encoder reads them.
     """
 
     model_type = "protein_dna_perceiver"
@@ -241,6 +259,10 @@ class ProteinDNAPerceiverConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     label_mean: list[float] | None = None
     label_std: list[float] | None = None
+    label_units: list[str] | None = None
+    training_masking: dict | None = None
+    training_seed: int | None = None
+    data_fingerprint: str | None = None
     pad_token_id: int | None = PAD_TOKEN_ID
 
     def __post_init__(self, **kwargs):

@@ -5,18 +5,23 @@ needs no package install:
 from transformers import pipeline
 
 regress = pipeline(model="org/dna-perceiver", trust_remote_code=True)
-regress("ACGT" * 2_500)                     # {"predictions": {"expression": 1.93}, "units": "data"}
+regress("ACGT" * 2_500)                     # {"predictions": {"output": 1.93}, "units": "data"}
 regress(["ACGT" * 2_500, "GATTACA" * 100], batch_size=2)
 regress({"sequence": "ACGT" * 2_500, "features": [0.1] * 8})   # a model that reads per-gene features
+regress("ACGT" * 2_500, fill_missing_features=True)             # ... without them: the training means
 regress("ACGT" * 2_500, units="z-score")    # the model's standardised output
 ```
 
 A checkpoint declares it in `config.json` (`custom_pipelines`, task `expression-regression`) beside this file; the
 pipeline reads the main sequence (promoter DNA, or a protein for a ProteinPerceiver) as a string, optionally per-gene
 `features` and, for a Protein&DNAPerceiver, a `protein_sequence` (its tokenizer from the `protein_tokenizer`
-subfolder). A sequence longer than the model reads (`max_sequence_length`) keeps its first positions, as the package's
-`predict` does by default. Predictions are in the training labels' units (`label_mean` / `label_std` in the config)
-or, for `units="z-score"` or a checkpoint without them, z-scores.
+subfolder). An input without the features a model reads is an error unless `fill_missing_features=True`: then they
+are the training split's means stored in the config (`feature_mean`; zeros for a checkpoint without them, the mean
+of z-scored features) and the output says `"features_filled": True`, as `predict --fill-missing-features` does. A
+sequence longer than the model reads (`max_sequence_length`) keeps its first positions, as the package's `predict`
+does by default. Predictions are in the training labels' units (`label_mean` / `label_std` in the config) or, for
+`units="z-score"` or a checkpoint without them, z-scores. Outputs are named by the config's `id2label` when its labels
+are named, else `output` (`output_0`, `output_1`, ... with several).
 
 This file imports only torch and transformers: it is part of the Hub bundle.
 """
@@ -45,7 +50,9 @@ class ExpressionRegressionPipeline(Pipeline):
 
     Call with a sequence string, a mapping (`sequence`, optionally `features` and `protein_sequence`), or a list of
     them. Options: `units` (`"data"`, default, or `"z-score"`), `features` and `protein_sequence` applied to every
-    input that has none. Each input gives `{"predictions": {output name: value}, "units": "data" | "z-score"}`.
+    input that has none, and `fill_missing_features` (the training means for an input without features). Each input
+    gives `{"predictions": {output name: value}, "units": "data" | "z-score"}`, plus `"features_filled": True` for an
+    input whose features were filled.
     """
 
     _load_tokenizer = True
@@ -76,6 +83,17 @@ class ExpressionRegressionPipeline(Pipeline):
             return labels
         return ["output"] if config.num_labels == 1 else [f"output_{i}" for i in range(config.num_labels)]
 
+    @property
+    def feature_fill(self) -> list[float]:
+        """What `fill_missing_features` gives an input without features: the training split's feature means stored
+        in the config (`feature_mean`), else zeros (the mean of z-scored features such as Xpresso's)."""
+        config = self.encoder_config
+        width = int(getattr(config, "num_features", 0) or 0)
+        mean = getattr(config, "feature_mean", None)
+        if mean is None:
+            mean = getattr(self.model.config, "feature_mean", None)
+        return [float(value) for value in mean] if mean is not None else [0.0] * width
+
     def protein_tokenizer(self):
         if self._protein_tokenizer is None:
             self._protein_tokenizer = AutoTokenizer.from_pretrained(
@@ -85,12 +103,16 @@ class ExpressionRegressionPipeline(Pipeline):
 
     # --- the pipeline's steps ---------------------------------------------------------------------------------------
 
-    def _sanitize_parameters(self, units=None, features=None, protein_sequence=None, **kwargs):
+    def _sanitize_parameters(
+        self, units=None, features=None, protein_sequence=None, fill_missing_features=None, **kwargs
+    ):
         preprocess, postprocess = {}, {}
         if features is not None:
             preprocess["features"] = features
         if protein_sequence is not None:
             preprocess["protein_sequence"] = protein_sequence
+        if fill_missing_features is not None:
+            preprocess["fill_missing_features"] = bool(fill_missing_features)
         if units is not None:
             if units not in UNITS:
                 raise ValueError(f"units must be one of {', '.join(UNITS)}, not {units!r}")
@@ -106,7 +128,7 @@ class ExpressionRegressionPipeline(Pipeline):
         encoded = tokenizer(sequence[:limit], return_tensors="pt", add_special_tokens=False)
         return {f"{prefix}input_ids": encoded["input_ids"], f"{prefix}attention_mask": encoded["attention_mask"]}
 
-    def preprocess(self, inputs, features=None, protein_sequence=None):
+    def preprocess(self, inputs, features=None, protein_sequence=None, fill_missing_features=False):
         if isinstance(inputs, dict):
             if "sequence" not in inputs:
                 raise ValueError(f"an input mapping needs a 'sequence' (keys: {', '.join(inputs)})")
@@ -118,9 +140,15 @@ class ExpressionRegressionPipeline(Pipeline):
         config = self.encoder_config
         model_inputs = self._encode(self.tokenizer, inputs, int(config.max_sequence_length))
         width = int(getattr(config, "num_features", 0) or 0)
+        filled = False
         if width:
+            if features is None and not fill_missing_features:
+                raise ValueError(
+                    f"this model reads {width} per-gene features: pass features=[...] (or in the input), or "
+                    "fill_missing_features=True for the training means (config feature_mean; zeros without it)"
+                )
             if features is None:
-                raise ValueError(f"this model reads {width} per-gene features: pass features=[...] (or in the input)")
+                features, filled = self.feature_fill, True
             values = torch.tensor([list(features)], dtype=torch.float32)
             if values.shape != (1, width):
                 raise ValueError(f"this model reads {width} per-gene features, {values.shape[-1]} were given")
@@ -130,10 +158,12 @@ class ExpressionRegressionPipeline(Pipeline):
                 raise ValueError("this model reads the gene's protein beside its promoter: pass protein_sequence=...")
             limit = int(self.model.config.protein_config.max_sequence_length)
             model_inputs.update(self._encode(self.protein_tokenizer(), protein_sequence, limit, "protein_"))
+        model_inputs["features_filled"] = torch.tensor([filled])  # a tensor, so that batches collate and split it
         return model_inputs
 
     def _forward(self, model_inputs):
-        return {"logits": self.model(**model_inputs).logits}
+        filled = model_inputs.pop("features_filled")
+        return {"logits": self.model(**model_inputs).logits, "features_filled": filled}
 
     def postprocess(self, model_outputs, units="data"):
         logits = model_outputs["logits"].float().reshape(-1).cpu()
@@ -143,7 +173,10 @@ class ExpressionRegressionPipeline(Pipeline):
             values = logits * torch.tensor(std, dtype=torch.float32) + torch.tensor(mean, dtype=torch.float32)
         else:
             values, units = logits, "z-score"
-        return {"predictions": dict(zip(self.output_names, values.tolist(), strict=True)), "units": units}
+        output = {"predictions": dict(zip(self.output_names, values.tolist(), strict=True)), "units": units}
+        if bool(model_outputs["features_filled"].reshape(-1)[0]):
+            output["features_filled"] = True
+        return output
 
 
 def register_pipeline() -> None:

@@ -23,16 +23,22 @@ Mask sizes are positions (`mask_length`) or fractions of each sequence's own len
 serves 60-base promoters, 20,000-base windows and proteins of any length; a size of 0 is no masking. A cell is one
 masking (strategy, mode, size) and one seed; it is an ordinary training run in `OUTPUT_DIR/cells/MASKING/seedN`.
 Cells with the same masking are the same cell wherever they appear (Table 1 and Figure 1 share them).
+
+`dataset_dir` is a prepared dataset folder (`expression-perceiver prepare ... -o DIR`; a study file's comments say
+how to build its own). A study that names one is refused at once, with that command, while the folder does not
+exist: planning a cost estimate or running cells on data that is not there would fail only after minutes.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..data.dataset_dict import METADATA_FILE
 from ..training.checkpoints import run_identity
 from ..training.run import parse_arguments, recipe_flags
 
@@ -251,12 +257,51 @@ def resolve_recipe(recipe: str, study_dir: Path) -> str:
     return str(study_dir / recipe)
 
 
-def load_study(path: str | Path, output_dir: str | None = None, check_recipes: bool = True) -> Study:
+def dataset_command(text: str, dataset_dir: str) -> str | None:
+    """The command a study file's comments give to build `dataset_dir` (one ending in `-o DATASET_DIR`, its
+    continuation lines joined), or None."""
+    comments = [line.strip()[1:].strip() for line in text.splitlines() if line.strip().startswith("#")]
+    commands, current = [], ""
+    for comment in comments:
+        current = f"{current} {comment}".strip() if current else comment
+        if current.endswith("\\"):
+            current = current[:-1].strip()
+            continue
+        commands.append(current)
+        current = ""
+    target = re.compile(rf"(?:-o|--output)\s+{re.escape(dataset_dir.rstrip('/'))}/?$")
+    return next((c for c in commands if c.startswith("expression-perceiver ") and target.search(c)), None)
+
+
+def check_dataset(path: Path, text: str, dataset_dir: str | None) -> None:
+    """Refuses a study whose `dataset_dir` does not exist, naming the field and how to build it."""
+    if not dataset_dir:
+        return
+    folder = Path(dataset_dir)
+    if folder.exists() and not (folder / METADATA_FILE).is_file():
+        raise ValueError(f"study file {path}: dataset_dir {dataset_dir} is not a prepared dataset (no {METADATA_FILE})")
+    if folder.exists():
+        return
+    command = dataset_command(text, str(dataset_dir))
+    how = (
+        f"`{command}` (from the study file's comments)"
+        if command
+        else f"`expression-perceiver prepare ... -o {dataset_dir}`"
+    )
+    raise ValueError(f"study file {path}: dataset_dir {dataset_dir} does not exist; build it first: {how}")
+
+
+def load_study(
+    path: str | Path, output_dir: str | None = None, check_recipes: bool = True, check_data: bool | None = None
+) -> Study:
     """Reads and checks a study file; `output_dir` overrides the file's. Errors name the file and the field.
-    `check_recipes=False` reads a finished study's copy where its recipes are not at hand (to report it)."""
+    `check_recipes=False` reads a finished study's copy where its recipes are not at hand (to report it).
+    `check_data` (by default as `check_recipes`) refuses a `dataset_dir` that does not exist, before anything is
+    measured or run."""
     path = Path(path)
     try:
-        values = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        values = yaml.safe_load(text)
     except (OSError, yaml.YAMLError) as error:
         raise ValueError(f"study file {path}: cannot be read ({error})") from None
     if not isinstance(values, dict):
@@ -302,6 +347,8 @@ def load_study(path: str | Path, output_dir: str | None = None, check_recipes: b
     for reserved in ("seed", "output_dir", "mask_strategy", "mask_mode", "mask_length", "mask_fraction"):
         if reserved in overrides:
             raise ValueError(f"study file {path}: overrides may not set {reserved} (the study sets it per cell)")
+    if check_recipes if check_data is None else check_data:
+        check_dataset(path, text, values.get("dataset_dir"))
     return Study(
         name=str(values.get("name") or path.stem),
         path=str(path),

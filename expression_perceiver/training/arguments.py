@@ -113,6 +113,32 @@ class ExpressionTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Start afresh in an output dir that holds another run (its checkpoints and results go)."},
     )
+    # Fields of `TrainingArguments` declared again for their help only (same type and default): how this recipe
+    # uses them.
+    max_steps: int = field(
+        default=-1, metadata={"help": "Total optimizer steps; when positive, it replaces --num_train_epochs."}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "auto: continue from the last complete checkpoint in --output_dir (from scratch if none); or the "
+            "path of a checkpoint folder of this run."
+        },
+    )
+    disable_tqdm: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Progress bar off (true) or on (false). Unset: on when stderr is a terminal, off otherwise (a log "
+            "file gets the logged losses as lines, not carriage-return bars)."
+        },
+    )
+    logging_steps: float = field(
+        default=500,
+        metadata={
+            "help": "With --logging_strategy steps: log the training loss every N optimizer steps (below 1: that "
+            "fraction of all steps)."
+        },
+    )
 
     def __post_init__(self):
         if self.max_steps <= 0 and self.num_train_epochs <= 0:

@@ -1,7 +1,6 @@
 """The training recipe behind `accelerate launch train.py`: data, model, Trainer, honest evaluation, reports, Hub."""
 
 import logging
-import shlex
 import shutil
 import sys
 import tempfile
@@ -15,11 +14,9 @@ import pyarrow.compute
 import safetensors.torch
 import torch
 import transformers
-import yaml
 from transformers import (
     AutoModelForSequenceClassification,
     EarlyStoppingCallback,
-    HfArgumentParser,
     TrainerCallback,
     TrainerState,
     set_seed,
@@ -30,7 +27,7 @@ from ..data.atomic import write_json
 from ..data.dataset_dict import owned_name, remove_abandoned
 from ..data_collators import MaskingCollator, MaskingEpochCallback
 from ..modeling import FAMILIES, AminoAcidTokenizer
-from .arguments import DataArguments, ExpressionTrainingArguments, MaskingArguments, ModelArguments
+from .arguments import DataArguments, ExpressionTrainingArguments, MaskingArguments
 from .baseline import baseline_on_splits
 from .checkpoints import (
     LOCK_FILE,
@@ -44,6 +41,8 @@ from .checkpoints import (
     training_seconds_until,
 )
 from .model_card import ModelCardFacts, render_model_card
+from .recipe_parser import COMMAND, command_line, parse_arguments, recipes_in_force
+from .recipe_parser import recipe_flags as recipe_flags  # imported from here by the study specification
 from .reporting import data_fingerprint, plot_predictions, source_revision, versions, write_predictions
 from .trainer import (
     ExpressionTrainer,
@@ -52,6 +51,7 @@ from .trainer import (
     build_model,
     metrics_in_original_units,
     push_final_model,
+    record_model_facts,
     tokenizer_for,
 )
 
@@ -59,62 +59,6 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 SCRATCH_PREFIX = "expression-perceiver-"  # generated data of a run, in the system's temporary folder
-
-
-RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-def yaml_problem(error: yaml.YAMLError) -> str:
-    """'expected ',' or ']', line 2 column 1': PyYAML's several-line message as one line."""
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    return f"{problem}, line {mark.line + 1} column {mark.column + 1}" if mark is not None else problem
-
-
-def recipe_flags(path: str) -> list[str]:
-    """A YAML/JSON recipe as command-line flags, so that recipes compose and later flags override them."""
-    try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as error:
-        raise ValueError(f"recipe {path}: cannot be read ({error.strerror or error})") from None
-    except yaml.YAMLError as error:
-        raise ValueError(f"recipe {path}: not valid YAML ({yaml_problem(error)})") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"recipe {path}: expected a mapping of argument names to values")
-    flags = []
-    for name, value in values.items():
-        if value is None:
-            continue
-        values_of = value if isinstance(value, list) else [value]
-        flags += [f"--{name}", *(str(v).lower() if isinstance(v, bool) else str(v) for v in values_of)]
-    return flags
-
-
-class RecipeArgumentParser(HfArgumentParser):
-    """`HfArgumentParser` whose errors are one line (a ValueError the CLI prints), not the whole usage text."""
-
-    def error(self, message: str):
-        raise ValueError(f"{message} (`expression-perceiver train --help` lists the arguments)")
-
-
-def parse_arguments(argv: list[str] | None = None, default_recipe: Path | None = None):
-    """Dataclass arguments from recipes and flags: `train.py [recipe.yaml ...] [--flag value ...]`.
-
-    Recipes (YAML or JSON) apply in order, then the flags; with no arguments at all, `default_recipe`.
-    Returns the four dataclasses and the recipe names.
-    """
-    parser = RecipeArgumentParser(
-        (ModelArguments, DataArguments, MaskingArguments, ExpressionTrainingArguments),
-        allow_abbrev=False,  # a misspelt flag must fail, not become whichever flag it happens to begin
-    )
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv and default_recipe is not None:
-        argv = [str(default_recipe)]
-    recipes = []
-    while argv and argv[0].endswith(RECIPE_SUFFIXES):
-        recipes.append(argv.pop(0))
-    flags = [flag for recipe in recipes for flag in recipe_flags(recipe)] + argv
-    return (*parser.parse_args_into_dataclasses(args=flags), " + ".join(recipes) or "command-line arguments")
 
 
 def synthetic_splits(data_args: DataArguments, scratch: str) -> tuple[datasets.DatasetDict, DatasetMetadata]:
@@ -299,11 +243,18 @@ def device_name() -> str:
 
 
 def main(
-    argv: list[str] | None = None, default_recipe: Path | None = None, callbacks: list[TrainerCallback] = ()
+    argv: list[str] | None = None,
+    default_recipe: Path | None = None,
+    callbacks: list[TrainerCallback] = (),
+    prog: str = COMMAND,
 ) -> dict:
-    model_args, data_args, masking_args, training_args, recipe = parse_arguments(argv, default_recipe)
+    """One training run: `prog [recipe.yaml ...] [--flag value ...]`, with `default_recipe` (when given) as the base
+    when no recipe file is given (`train.py` passes its demo recipe; `expression-perceiver train` none)."""
+    model_args, data_args, masking_args, training_args, recipe = parse_arguments(argv, default_recipe, prog)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    if training_args.should_log:
+        logger.info("%s", recipes_in_force(argv, default_recipe))
     set_seed(training_args.seed)
     if training_args.push_to_hub:
         bound_hub_requests(training_args.hub_request_timeout)
@@ -323,6 +274,7 @@ def main(
     tokenizer = tokenizer_for(model.config.model_type)
     collator = masking_collator(masking_args, tokenizer, model.config.model_type, training_args.seed)
     check_mask_fits(collator, splits["train"])
+    record_model_facts(model, metadata, collator.settings(), training_args.seed, fingerprint)
     logger.info(
         "%s with %d parameters; masking: %s", type(model).__name__, model.num_parameters(), describe_masking(collator)
     )
@@ -371,7 +323,7 @@ def main(
             "kmer_baseline": baseline_on_splits(raw_splits, metadata.alphabet) if data_args.kmer_baseline else None,
             "seed": training_args.seed,
             "recipe": recipe,
-            "command": "accelerate launch train.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+            "command": command_line(prog, sys.argv[1:] if argv is None else argv),
             "arguments": arguments,
             "identity": identity,
             "data": {**metadata.to_dict(), "fingerprint": fingerprint},

@@ -21,6 +21,7 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..data.dataset_dict import DatasetMetadata
 from ..modeling import FAMILIES, MODEL_TYPES, AminoAcidTokenizer, DNAPerceiverConfig
 from .arguments import ModelArguments
 from .checkpoints import CLOCK_FILE
@@ -235,6 +236,23 @@ def build_model(
     encoder_config = model.config.dna_config if FAMILIES[model.config.model_type].reads_protein else model.config
     encoder_config.feature_mean = list(feature_mean) if num_features and feature_mean is not None else None
     return model
+
+
+def record_model_facts(
+    model: PreTrainedModel, metadata: DatasetMetadata, masking: dict, seed: int, data_fingerprint: str
+) -> None:
+    """Writes into the model's config what a user of the checkpoint needs and would otherwise find only in the
+    run's report: the outputs' names (`id2label`) and units, the features' names, the masking it trained with (a
+    `drop`-mode model reads its inputs with the same positions removed), the seed and the data's fingerprint."""
+    config = model.config
+    config.id2label = {index: name for index, name in enumerate(metadata.label_names)}
+    config.label2id = {name: index for index, name in enumerate(metadata.label_names)}
+    config.label_units = list(metadata.label_units)
+    encoder_config = config.dna_config if FAMILIES[config.model_type].reads_protein else config
+    encoder_config.feature_names = list(metadata.feature_names) if encoder_config.num_features else None
+    config.training_masking = dict(masking)
+    config.training_seed = int(seed)
+    config.data_fingerprint = data_fingerprint
 
 
 def _new_or_loaded_model(

@@ -112,6 +112,31 @@ def test_repeated_ids_are_kept_and_reported(tmp_path):
     assert report.noted_count("repeated id (kept; all rows of an id go to one split)") == 1
 
 
+def test_iupac_ambiguity_codes_are_counted_apart_from_n(tmp_path):
+    rows = [
+        ["amb", "ACRYKMswbdhvN", 1],  # 10 codes (either case) and one N as written
+        ["plain", "ACGTACGT", 2],
+        ["n_only", "ACGNNT", 3],
+        ["one", "ACGTr", 4],
+    ]
+    path = write_table(tmp_path / "t.tsv", ["gene_id", "sequence", "label"], rows)
+    records, report = read_all(path, alphabet="dna")
+    assert [r["sequence"] for r in records] == [row[1] for row in rows]  # stored as given; the tokenizer reads N
+    tally = report.noted["IUPAC ambiguity codes read as N"]
+    assert (tally.letters, tally.count, tally.examples) == (11, 2, ["amb", "one"])
+    assert report.noted["has N (kept)"].examples == ["amb", "n_only"]  # only where an N is written
+    assert "  IUPAC ambiguity codes read as N: 11 in 2 sequences (first: amb, one)" in report.summary_lines()
+    assert report.to_dict()["noted"]["IUPAC ambiguity codes read as N"] == {
+        "count": 2, "examples": ["amb", "one"], "letters": 11
+    }  # fmt: skip
+
+
+def test_protein_letters_are_not_iupac_codes(tmp_path):
+    path = write_table(tmp_path / "p.tsv", ["gene_id", "sequence", "label"], [["P", "MRYKSWDHV", 1]])
+    _, report = read_all(path, alphabet="protein")
+    assert report.noted == {}
+
+
 def test_table_structure_errors(tmp_path):
     path = write_table(tmp_path / "t.tsv", ["gene_id", "seq", "label"], [["A", "ACGT", 1]])
     with pytest.raises(DataError, match="t.tsv: column 'sequence' missing \\(columns: gene_id, seq, label\\)"):

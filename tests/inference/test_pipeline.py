@@ -15,6 +15,7 @@ import numpy as np
 from expression_perceiver.inference.pipeline import add_pipeline
 from tests.hub_server import HubTestServer, client_environment
 from tests.inference.helpers import DNA_WINDOW, direct_predictions, label_scale, random_dna, save_dna_model
+from tests.processes import process_timeout
 
 RNG = np.random.default_rng(17)
 SEQUENCES = [random_dna(RNG, length) for length in (180, 300, 420)]
@@ -72,7 +73,8 @@ def test_pipeline_from_a_folder_and_from_the_hub_without_the_package(tmp_path, m
         sources = {"plain": str(plain), "hub": "org/tiny-pipeline"}
         completed = subprocess.run(
             [sys.executable, "-c", PIPELINE_CHECK, json.dumps([SEQUENCES, FEATURES, sources])],
-            env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+            env=environment, cwd=tmp_path, capture_output=True, text=True,
+            timeout=process_timeout(starts=1, work_s=10),
         )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -131,3 +133,47 @@ def test_the_protein_dna_pipeline_reads_promoter_features_and_protein(models):
     assert len(names) == 2 and {item["units"] for item in got} == {"data"}
     expected = direct_predictions(folder, [s[:DNA_WINDOW] for s in SEQUENCES], features, proteins)
     np.testing.assert_allclose([[item["predictions"][n] for n in names] for item in got], expected, atol=1e-5)
+
+
+def test_missing_features_are_refused_or_filled_with_the_training_means(tmp_path, models):
+    """Without features the pipeline says which option fills them; with `fill_missing_features` an input without them
+    gets the config's `feature_mean` (zeros for a checkpoint without it) and is marked, one with them is not."""
+    from transformers import pipeline
+
+    with_means = shutil.copytree(models["dna"], tmp_path / "with_means")
+    config = json.loads((with_means / "config.json").read_text())
+    means = [0.75, -1.5, 2.0]
+    (with_means / "config.json").write_text(json.dumps({**config, "feature_mean": means}))
+    cropped = [sequence[:DNA_WINDOW] for sequence in SEQUENCES]
+    for folder, fill in ((with_means, means), (models["dna"], [0.0, 0.0, 0.0])):
+        regress = pipeline(model=str(folder), trust_remote_code=True, device="cpu")
+        try:
+            regress(SEQUENCES[0])
+            raise AssertionError("an input without features was scored")
+        except ValueError as error:
+            assert "fill_missing_features=True" in str(error)
+        inputs = [SEQUENCES[0], {"sequence": SEQUENCES[1], "features": FEATURES[1]}, {"sequence": SEQUENCES[2]}]
+        got = regress(inputs, batch_size=2, fill_missing_features=True)
+        assert [item.get("features_filled", False) for item in got] == [True, False, True]
+        expected = direct_predictions(folder, cropped, [fill, FEATURES[1], fill])
+        names = ["output_0", "output_1"]
+        np.testing.assert_allclose([[item["predictions"][n] for n in names] for item in got], expected, atol=1e-5)
+        # The option also works when the pipeline is built, for every call.
+        regress = pipeline(model=str(folder), trust_remote_code=True, device="cpu", fill_missing_features=True)
+        single = regress(SEQUENCES[2])
+        assert single["features_filled"] is True and single["units"] == "data"
+        np.testing.assert_allclose([single["predictions"][n] for n in names], expected[2], atol=1e-5)
+
+
+def test_outputs_are_named_by_the_configs_labels(tmp_path, models):
+    """Named labels in `id2label` name the outputs; the default LABEL_i names give `output` / `output_i`."""
+    from transformers import pipeline
+
+    folder = shutil.copytree(models["zscore"], tmp_path / "named")
+    config = json.loads((folder / "config.json").read_text())
+    regress = pipeline(model=str(folder), trust_remote_code=True, device="cpu")
+    assert list(regress(SEQUENCES[0])["predictions"]) == ["output"]
+    config.update(id2label={"0": "expression"}, label2id={"expression": 0})
+    (folder / "config.json").write_text(json.dumps(config))
+    regress = pipeline(model=str(folder), trust_remote_code=True, device="cpu")
+    assert list(regress(SEQUENCES[0])["predictions"]) == ["expression"]

@@ -102,7 +102,81 @@ def test_mask_sizes_of_zero_are_no_masking():
 @pytest.mark.parametrize("path", STUDIES, ids=[p.name for p in STUDIES])
 def test_shipped_study_files_parse_into_cells_whose_arguments_parse(path, monkeypatch):
     monkeypatch.chdir(REPOSITORY)  # recipes are named from the repository's root
-    study = load_study(path)
+    study = load_study(path, check_data=False)  # their datasets are built by the commands in their comments
     assert len(study.seeds) >= 3 and study.table[0].name == study.reference == "none"
     for cell in study.cells()[:: len(study.seeds)]:  # one seed of each masking
         parse_arguments(list(cell.argv))
+    # A study writes outside the repository's tracked files, never into the committed results.
+    assert study.output_dir.split("/")[0] in ("outputs", "runs"), study.output_dir
+
+
+COMMITTED = sorted((REPOSITORY / "docs" / "results").glob("study_*/study.yaml"))
+
+
+@pytest.mark.parametrize("copy", COMMITTED, ids=[p.parent.name for p in COMMITTED])
+def test_committed_results_are_the_shipped_study_files_cells_under_output_dir(copy, monkeypatch):
+    """`study plan studies/FILE.yaml --output-dir docs/results/study_NAME` finds the committed cells finished (the
+    cells of the committed study copy, which `study report` reads, are the shipped file's)."""
+    from expression_perceiver.study.cells import DONE
+    from expression_perceiver.study.executors import study_states
+
+    monkeypatch.chdir(REPOSITORY)
+    committed = load_study_dir(copy.parent.relative_to(REPOSITORY))
+    shipped = next(study for study in map(load_one, STUDIES) if study.name == committed.name)
+    study = load_study(shipped.path, output_dir=str(copy.parent.relative_to(REPOSITORY)), check_data=False)
+    assert [cell.argv for cell in study.cells()] == [cell.argv for cell in committed.cells()]
+    states = study_states(study)
+    assert len(states) == len(study.cells()) and all(
+        state.cell.output_dir.startswith("docs/results/") for state in states
+    )
+    done = [state for state in states if state.state == DONE]
+    assert len(done) >= len(study.table) * len(study.seeds)  # Table 1 at least is committed whole
+
+
+def load_one(path: Path):
+    return load_study(path, check_data=False)
+
+
+def test_a_missing_dataset_is_refused_at_once_with_the_command_that_builds_it(tmp_path, monkeypatch, capsys):
+    from expression_perceiver.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    values = {"name": "s", "dataset_dir": "outputs/data/d", "output_dir": "outputs/s", "seeds": 1,
+              "table": [{"name": "none"}]}  # fmt: skip
+    comment = (
+        "# Data:\n#   expression-perceiver prepare table path/to/promoters.tsv.gz --alphabet dna \\\n"
+        "#       --label-column label -o outputs/data/d\n"
+        "# Other: expression-perceiver prepare table x.tsv -o elsewhere\n"
+    )
+    path = tmp_path / "study.yaml"
+    path.write_text(comment + yaml.safe_dump(values))
+    command = (
+        "expression-perceiver prepare table path/to/promoters.tsv.gz --alphabet dna --label-column label "
+        "-o outputs/data/d"
+    )
+    with pytest.raises(ValueError) as error:
+        load_study(path)
+    message = str(error.value)
+    assert message == (
+        f"study file {path}: dataset_dir outputs/data/d does not exist; build it first: `{command}` (from the study "
+        "file's comments)"
+    )
+    # The command line: one line, exit code 2, nothing measured or written.
+    assert main(["study", "plan", str(path), "--estimate"]) == 2
+    assert main(["study", "run", str(path)]) == 2
+    printed = capsys.readouterr()
+    assert printed.err.count("dataset_dir outputs/data/d does not exist") == 2 and len(printed.err.splitlines()) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
+    # Without a command in the comments the message still names the field; a folder that is not a prepared dataset is
+    # refused too; a finished study's copy is read (to report it) without its data.
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(
+        ValueError, match=r"dataset_dir outputs/data/d does not exist; .*prepare \.\.\. -o outputs/data/d"
+    ):
+        load_study(path)
+    (tmp_path / "outputs" / "data" / "d").mkdir(parents=True)
+    with pytest.raises(ValueError, match="dataset_dir outputs/data/d is not a prepared dataset"):
+        load_study(path)
+    (tmp_path / "outputs" / "data" / "d" / "expression_perceiver.json").write_text("{}")
+    assert load_study(path).dataset_dir == "outputs/data/d"
+    assert load_study(tmp_path / "study.yaml", check_recipes=False).name == "s"

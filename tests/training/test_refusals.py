@@ -30,6 +30,7 @@ def test_a_protein_dataset_does_not_train_a_dna_model(tmp_path):
         (["--num_train_epochs", "0"], "--num_train_epochs must be positive"),
         (["--mask_strategy", "first", "--mask_length", "100000"], "covers the whole of every training sequence"),
         (["--mask_strategy", "sideways"], "invalid choice"),
+        (["--learning_rat", "0.1"], "unknown argument --learning_rat; did you mean --learning_rate?"),
     ],
 )
 def test_arguments_that_train_nothing_are_refused_in_one_line(tmp_path, capsys, flags, message):
