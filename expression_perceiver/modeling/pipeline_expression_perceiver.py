@@ -21,7 +21,10 @@ of z-scored features) and the output says `"features_filled": True`, as `predict
 sequence longer than the model reads (`max_sequence_length`) keeps its first positions, as the package's `predict`
 does by default. Predictions are in the training labels' units (`label_mean` / `label_std` in the config) or, for
 `units="z-score"` or a checkpoint without them, z-scores. Outputs are named by the config's `id2label` when its labels
-are named, else `output` (`output_0`, `output_1`, ... with several).
+are named, else `output` (`output_0`, `output_1`, ... with several). A model trained with its first, middle or last
+positions removed (`training_masking` in the config, mode `drop`) reads its inputs with the same positions removed, as
+its evaluation and `predict` did; one trained with random spans removed is refused (its evaluation keyed each span by
+the example: `predict` reproduces it).
 
 This file imports only torch and transformers: it is part of the Hub bundle.
 """
@@ -128,6 +131,32 @@ class ExpressionRegressionPipeline(Pipeline):
         encoded = tokenizer(sequence[:limit], return_tensors="pt", add_special_tokens=False)
         return {f"{prefix}input_ids": encoded["input_ids"], f"{prefix}attention_mask": encoded["attention_mask"]}
 
+    def _drop_trained_span(self, model_inputs: dict) -> None:
+        """Removes the span a `drop`-mode model's evaluation removed: the first, middle (centred, rounded towards
+        the start) or last `mask_length` positions, or `mask_fraction` of the sequence's length (at least 1)."""
+        masking = getattr(self.model.config, "training_masking", None) or {}
+        strategy = masking.get("strategy", "none")
+        if strategy == "none" or masking.get("mode") != "drop":
+            return
+        if strategy == "random_span":
+            raise ValueError(
+                "this model was trained with random spans removed (training_masking mode drop), which its evaluation "
+                "placed per example; predict with `expression-perceiver predict`, which reproduces them"
+            )
+        length = model_inputs["input_ids"].shape[1]
+        fraction = masking.get("mask_fraction")
+        span = max(round(length * fraction), 1) if fraction is not None else int(masking["mask_length"])
+        if span >= length:
+            raise ValueError(
+                f"this model reads its inputs with {span:,} {strategy} positions removed (training_masking mode "
+                f"drop), which leaves nothing of a sequence of {length:,}"
+            )
+        start = {"first": 0, "middle": (length - span) // 2, "last": length - span}[strategy]
+        keep = torch.ones(length, dtype=torch.bool)
+        keep[start : start + span] = False
+        for key in ("input_ids", "attention_mask"):
+            model_inputs[key] = model_inputs[key][:, keep]
+
     def preprocess(self, inputs, features=None, protein_sequence=None, fill_missing_features=False):
         if isinstance(inputs, dict):
             if "sequence" not in inputs:
@@ -139,6 +168,7 @@ class ExpressionRegressionPipeline(Pipeline):
             raise ValueError(f"give a sequence string or a mapping with 'sequence', not {type(inputs).__name__}")
         config = self.encoder_config
         model_inputs = self._encode(self.tokenizer, inputs, int(config.max_sequence_length))
+        self._drop_trained_span(model_inputs)
         width = int(getattr(config, "num_features", 0) or 0)
         filled = False
         if width:

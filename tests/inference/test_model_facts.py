@@ -12,10 +12,12 @@ import pytest
 from transformers import pipeline
 
 from expression_perceiver.cli import main as cli
+from expression_perceiver.inference.pipeline import add_pipeline
 from expression_perceiver.training.run import main as train
 from tests.small_models import SMALL_OVERRIDES
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dna_two_outputs_drop_masking"
+BUNDLE = Path(__file__).resolve().parents[2] / "expression_perceiver" / "modeling"
 
 
 def read_tsv(path: Path) -> list[dict[str, str]]:
@@ -126,3 +128,46 @@ def test_without_its_run_report_an_old_checkpoint_still_loads_with_unnamed_outpu
         cli(["predict", str(folder / "promoters.fa"), "-m", str(folder), "-o", str(output), "--quiet", *features]) == 0
     )
     assert list(read_tsv(output)[0])[:3] == ["id", "predicted_output_0", "predicted_output_1"]
+
+
+def old_checkpoint(folder: Path) -> Path:
+    """The fixture as training saved it: with the bundle's code beside the weights (the fixture keeps no code)."""
+    shutil.copytree(FIXTURE, folder)
+    for name in ("configuration", "modeling", "kernels", "tokenization"):
+        shutil.copy(BUNDLE / f"{name}_expression_perceiver.py", folder)
+    return folder
+
+
+def test_the_pipeline_reads_an_old_checkpoint_as_predict_does_once_add_pipeline_wrote_its_facts(tmp_path):
+    # The fixture's model removes its first 50 positions (drop mode): the pipeline must do so too, and name the
+    # outputs by the run report's labels, once `add_pipeline` has written them into config.json.
+    folder = old_checkpoint(tmp_path / "old")
+    add_pipeline(folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["training_masking"]["strategy"] == "first" and config["training_masking"]["mask_length"] == 50
+    assert config["feature_names"] == ["half_life_a", "half_life_b"]
+    sequences = {
+        record.split("\n")[0]: record.split("\n")[1]
+        for record in FIXTURE.joinpath("promoters.fa").read_text().split(">")[1:]
+    }
+    features = {
+        row["gene_id"]: [float(row["half_life_a"]), float(row["half_life_b"])]
+        for row in read_tsv(FIXTURE / "features.tsv")
+    }
+    regress = pipeline(model=str(folder), trust_remote_code=True, device="cpu")
+    for row in read_tsv(FIXTURE / "expected_predictions.tsv"):
+        answer = regress({"sequence": sequences[row["id"]], "features": features[row["id"]]})
+        assert list(answer["predictions"]) == ["mrna_tpm", "protein_level"]
+        for name, value in answer["predictions"].items():
+            assert value == pytest.approx(float(row[f"predicted_{name}"]), rel=1e-6, abs=1e-6), (row["id"], name)
+
+
+def test_the_pipeline_refuses_a_model_trained_with_random_spans_removed(tmp_path):
+    folder = old_checkpoint(tmp_path / "random")
+    add_pipeline(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["training_masking"].update(strategy="random_span", mask_length=10)
+    (folder / "config.json").write_text(json.dumps(config))
+    regress = pipeline(model=str(folder), trust_remote_code=True, device="cpu")
+    with pytest.raises(ValueError, match="random spans removed .*`expression-perceiver predict`"):
+        regress({"sequence": "ACGT" * 50, "features": [0.0, 0.0]})
