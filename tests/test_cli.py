@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from expression_perceiver.cli import main
+from tests.processes import process_timeout
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -80,7 +81,7 @@ print(codes, sorted(name for name in ("torch", "transformers", "datasets", "pand
 
 def test_help_argument_errors_and_missing_files_answer_without_importing_the_heavy_libraries(tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-c", STARTUP_PROBE], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", STARTUP_PROBE], cwd=tmp_path, capture_output=True, text=True, timeout=process_timeout()
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "[2, 2, 2] []"

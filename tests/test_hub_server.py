@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from tests.hub_server import HubTestServer, client_environment, git_blob_sha
-
-CLIENT_TIMEOUT_S = 120
+from tests.processes import process_timeout
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +28,7 @@ def run_client(script: str, environment: dict[str, str], *arguments: str) -> dic
         env=environment,
         capture_output=True,
         text=True,
-        timeout=CLIENT_TIMEOUT_S,
+        timeout=process_timeout(starts=1, work_s=10),
     )
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -210,7 +210,11 @@ def training_report(state: TrainerState, args: ExpressionTrainingArguments, seco
     evaluations = [entry for entry in state.log_history if f"eval_{args.metric_for_best_model}" in entry]
     selected = next((entry for entry in evaluations if entry["step"] == state.best_global_step), None)
     if state.global_step >= state.max_steps:
-        stopped = f"completed num_train_epochs ({args.num_train_epochs:g})"
+        stopped = (
+            f"completed max_steps ({args.max_steps})"
+            if args.max_steps > 0
+            else f"completed num_train_epochs ({args.num_train_epochs:g})"
+        )
     elif args.early_stopping_patience is not None:
         stopped = (
             f"early stopping: validation {args.metric_for_best_model} did not improve for "

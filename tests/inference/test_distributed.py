@@ -14,6 +14,7 @@ import numpy as np
 from expression_perceiver.cli import main
 from tests.inference.test_variants import write_vcf
 from tests.inference.variant_helpers import CROP, write_genome_and_bed
+from tests.processes import process_timeout
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 NUM_RECORDS = 70  # chunks of 8 x 4 = 32 records: two rounds, the second with one chunk and one process idle
@@ -64,7 +65,8 @@ def test_two_processes_write_the_single_process_outputs(tmp_path, models):
         [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no",
          str(tmp_path / "commands.py"), json.dumps(commands("two"))],
-        env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=environment, cwd=tmp_path, capture_output=True, text=True,
+        timeout=process_timeout(starts=3, work_s=30),  # the launcher and two ranks, each running both commands
     )  # fmt: skip
     assert launched.returncode == 0, launched.stderr[-3000:]
     for name in ("predictions", "effects"):

@@ -13,6 +13,7 @@ import numpy as np
 from expression_perceiver.cli import main
 from tests.hub_server import HubTestServer, client_environment
 from tests.inference.helpers import DNA_WINDOW, direct_predictions, random_dna, save_dna_model, tsv_column
+from tests.processes import process_timeout
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -46,7 +47,7 @@ def test_a_hub_revision_online_then_offline_from_the_cache(tmp_path, models, mon
         environment = {**client_environment(hub, hf_home), "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
         completed = subprocess.run(
             [sys.executable, "-c", PREDICT_ONLINE, str(fasta), first_commit, str(tmp_path)],
-            env=environment, capture_output=True, text=True, timeout=300,
+            env=environment, capture_output=True, text=True, timeout=process_timeout(starts=1, work_s=10),
         )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
 

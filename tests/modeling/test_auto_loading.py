@@ -23,6 +23,7 @@ from expression_perceiver import (
     ProteinPerceiverConfig,
     ProteinPerceiverForSequenceClassification,
 )
+from tests.processes import process_timeout
 from tests.small_models import SMALL_SIZES
 
 PROMOTERS = ["ACGTTGCAnnACGTAGGCTAGCTAGGATCGATCGGATCGAATTCGCGCTAGCTRY" * 9, "acgtacgatcgatcgTTTATAAAGGC" * 3]
@@ -153,7 +154,8 @@ def test_fresh_process_without_our_package_loads_through_remote_code(tmp_path):
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": ""}
     result = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "expected.json")],
-        capture_output=True, text=True, cwd=tmp_path, env=environment, timeout=300,
+        capture_output=True, text=True, cwd=tmp_path, env=environment,
+        timeout=process_timeout(starts=1, work_s=20),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])

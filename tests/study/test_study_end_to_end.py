@@ -17,6 +17,7 @@ from scipy import stats
 
 from expression_perceiver.cli import main as cli
 from expression_perceiver.training.checkpoints import output_dir_in_use
+from tests.processes import process_timeout
 from tests.small_models import SMALL_OVERRIDES
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -46,8 +47,9 @@ def study_command(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "expression_perceiver.cli", "study", *arguments]
 
 
-def kill_when_a_cell_is_done_and_another_runs(process: subprocess.Popen, cells: Path, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
+def kill_when_a_cell_is_done_and_another_runs(process: subprocess.Popen, cells: Path) -> None:
+    # The study's process, two cells side by side and the next one: four starts; two cells' training and baseline.
+    deadline = time.monotonic() + process_timeout(starts=4, work_s=60)
     while time.monotonic() < deadline:
         done = list(cells.glob("*/*/results.json"))
         started = [log for log in cells.glob("*/*/train.log") if not (log.parent / "results.json").exists()]

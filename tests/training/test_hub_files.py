@@ -8,6 +8,7 @@ from pathlib import Path
 
 from expression_perceiver.modeling import DNAPerceiverConfig, DNAPerceiverForSequenceClassification
 from tests.hub_server import HubTestServer, client_environment
+from tests.processes import process_timeout
 from tests.small_models import SMALL_SIZES
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -42,7 +43,11 @@ def test_a_corrupted_weights_file_is_refused_naming_it(tmp_path):
         hub.commit_files("org/tiny", files)
         environment = {**client_environment(hub, tmp_path / "hf_home"), "PYTHONPATH": str(REPOSITORY)}
         completed = subprocess.run(
-            [sys.executable, "-c", FETCH_TWICE], env=environment, capture_output=True, text=True, timeout=300
+            [sys.executable, "-c", FETCH_TWICE],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=process_timeout(starts=1, work_s=5),
         )
     assert completed.returncode == 0, completed.stderr[-3000:]
     first, second = completed.stdout.strip().splitlines()[-2:]

@@ -15,6 +15,7 @@ from huggingface_hub import ModelCard
 
 from expression_perceiver.data import generate_promoters
 from tests.hub_server import HubTestServer, client_environment
+from tests.processes import process_timeout
 from tests.training.test_run import TINY
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -56,7 +57,8 @@ def test_trainer_run_pushes_and_a_fresh_process_reproduces_the_test_predictions(
     ]  # fmt: skip
     training = subprocess.run(
         [sys.executable, str(REPOSITORY / "train.py"), *arguments],
-        env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=environment, cwd=tmp_path, capture_output=True, text=True,
+        timeout=process_timeout(starts=1, work_s=30),  # two epochs, a push after each and the final one
     )  # fmt: skip
     assert training.returncode == 0, training.stderr[-4000:]
 
@@ -90,7 +92,7 @@ def test_trainer_run_pushes_and_a_fresh_process_reproduces_the_test_predictions(
     fresh["PYTHONPATH"] = ""
     loaded = subprocess.run(
         [sys.executable, "-c", LOAD_AND_PREDICT, str(tmp_path / "examples.json")],
-        env=fresh, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=fresh, cwd=tmp_path, capture_output=True, text=True, timeout=process_timeout(starts=1, work_s=10),
     )  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr[-4000:]
     answer = json.loads(loaded.stdout.strip().splitlines()[-1])
@@ -103,7 +105,7 @@ def test_trainer_run_pushes_and_a_fresh_process_reproduces_the_test_predictions(
     snippet = card.content.split("```python\n", 1)[1].split("```", 1)[0]
     example = subprocess.run(
         [sys.executable, "-c", snippet + "\nprint(prediction.shape)"],
-        env=fresh, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=fresh, cwd=tmp_path, capture_output=True, text=True, timeout=process_timeout(starts=1, work_s=10),
     )  # fmt: skip
     assert example.returncode == 0, example.stderr[-3000:]
     assert example.stdout.strip().endswith("torch.Size([1, 1])")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from expression_perceiver.training.run import main
+from tests.processes import process_timeout
 from tests.training.test_run import tiny_run_arguments
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_uninterrupted_me
     command = [sys.executable, "-m", "expression_perceiver.cli", "train", *tiny_run_arguments(run, *arguments)]
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": str(os.cpu_count())}
     process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + process_timeout(starts=1, work_s=20)  # the first of three epochs
     while not (run / "checkpoint-8" / "trainer_state.json").is_file():
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
         time.sleep(0.02)

@@ -15,6 +15,7 @@ from expression_perceiver.training.metrics import (
     ExpressionMetrics,
     compute_expression_metrics,
 )
+from tests.processes import process_timeout
 
 
 def expected_metrics(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
@@ -150,7 +151,7 @@ def test_evaluate_load_of_the_script_works_offline(tmp_path, noisy_pairs):
         env=environment,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=process_timeout(starts=1, work_s=5),
     )
     assert completed.returncode == 0, completed.stderr
     loaded = json.loads(completed.stdout.strip().splitlines()[-1])

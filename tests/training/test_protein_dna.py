@@ -16,6 +16,7 @@ from expression_perceiver.data import generate_promoters, generate_proteins, loa
 from expression_perceiver.data.synthetic import write_table
 from expression_perceiver.training.metrics.expression_metrics import METRIC_NAMES
 from expression_perceiver.training.run import main
+from tests.processes import process_timeout
 
 from .test_run import TINY
 
@@ -116,7 +117,7 @@ def test_model_card_usage_snippet_runs_for_the_protein_dna_perceiver(tmp_path, j
     snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
     completed = subprocess.run(
         [sys.executable, "-c", snippet + "\nprint(prediction.shape)"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, capture_output=True, text=True, timeout=process_timeout(starts=1, work_s=10),
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
