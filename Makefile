@@ -8,7 +8,7 @@ TORCH_CPU := torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: demo test bench lint format clean
+.PHONY: demo test test-quick bench lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ demo: $(VENV)/.installed
 # time of one and a half on a 2-core machine.
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -n 2
+
+# Everything but the tests that train a model or start processes (marked slow): a check while editing.
+test-quick: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run_all.py

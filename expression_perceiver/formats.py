@@ -12,6 +12,9 @@ XPRESSO_FEATURE_NAMES = ("UTR5LEN", "CDSLEN", "INTRONLEN", "UTR3LEN", "UTR5GC", 
 # Proteins longer than this are truncated when a dataset is prepared (and counted), unless asked otherwise.
 DEFAULT_PROTEIN_MAX_LENGTH = 6_000
 
+# A Protein&DNAPerceiver checkpoint keeps its second (amino-acid) tokenizer in this subfolder, beside the first.
+PROTEIN_TOKENIZER_FOLDER = "protein_tokenizer"
+
 # What inference reads: the kinds of input file, the splits of a prepared dataset folder, and which part of a
 # sequence longer than the model reads is kept.
 INPUT_KINDS = ("auto", "fasta", "table", "xpresso", "dataset", "genome")

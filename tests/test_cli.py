@@ -79,6 +79,7 @@ print(codes, sorted(name for name in ("torch", "transformers", "datasets", "pand
 """
 
 
+@pytest.mark.slow
 def test_help_argument_errors_and_missing_files_answer_without_importing_the_heavy_libraries(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-c", STARTUP_PROBE], cwd=tmp_path, capture_output=True, text=True, timeout=process_timeout()

@@ -151,6 +151,7 @@ PULL_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_transformers_push_to_hub_then_from_pretrained_in_a_fresh_process(hub, tmp_path):
     weights = tmp_path / "pushed.safetensors"
     pusher = client_environment(hub, tmp_path / "pusher", token="pusher-token")
@@ -193,6 +194,7 @@ TRAINER_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_trainer_pushes_each_epoch_and_at_the_end(hub, tmp_path):
     output_dir = tmp_path / "run"
     pushed = run_client(TRAINER_SCRIPT, client_environment(hub, tmp_path / "trainer"), str(output_dir))

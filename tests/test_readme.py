@@ -44,14 +44,6 @@ def run_statements(source: str, namespace: dict) -> list[tuple[int, object]]:
     return values
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_the_model_block_runs_and_gives_the_shape_it_states():
     block = block_with("python", "from expression_perceiver import NucleotideTokenizer")
     shape = re.search(r"logits = .*# \((\d+), (\d+)\)", block)
@@ -73,6 +65,7 @@ def demo_checkpoint(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_the_pipeline_block_runs_and_returns_what_it_shows(tmp_path):
     block = block_with("python", "regress = pipeline(")
     model = re.search(r'pipeline\(model=("[^"]+")', block)[1]

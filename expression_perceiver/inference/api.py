@@ -17,7 +17,7 @@ import numpy as np
 from ..data.atomic import AtomicFile, write_json
 from ..data.errors import DataError, ReadReport
 from ..data.tables import ProteinTable
-from ..training.reporting import versions
+from ..provenance import versions
 from .inputs import (
     CropRule,
     Example,

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +38,10 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 from ..data.dataset_dict import DatasetMetadata
 from ..data_collators import MaskingCollator
+from ..formats import PROTEIN_TOKENIZER_FOLDER
+from ..hub import ModelLocationError, ModelSource, file_sha256, first_line
+from ..hub import resolve_model as resolve_location
 from ..modeling import FAMILIES, AminoAcidTokenizer, ModelFamily
-from ..training.hub_files import file_sha256, verified_snapshot
-from ..training.trainer import PROTEIN_TOKENIZER_FOLDER
 
 logger = logging.getLogger(__name__)
 
@@ -56,64 +56,12 @@ class ModelLoadError(ValueError):
     types, members of an ensemble that disagree). The message is one line naming the model."""
 
 
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model came from: `spec` as given, the local `folder` read, and for a Hub model its repository, the
-    revision asked for (None: the default branch) and the commit it resolved to."""
-
-    spec: str
-    folder: Path
-    repo_id: str | None = None
-    revision: str | None = None
-    commit: str | None = None
-
-    def describe(self) -> dict[str, Any]:
-        if self.repo_id is None:
-            return {"model": self.spec, "path": str(self.folder.resolve())}
-        return {
-            "model": self.spec,
-            "repo_id": self.repo_id,
-            "revision": self.revision or "main",
-            "commit": self.commit,
-        }
-
-
-def looks_local(spec: str) -> bool:
-    """A path (absolute, `.`/`~`-relative, or existing) rather than a Hub id, by the rule training uses."""
-    return Path(spec).expanduser().is_absolute() or spec.startswith((".", "~")) or Path(spec).exists()
-
-
 def resolve_model(spec: str) -> ModelSource:
-    """The local folder of a model folder or Hub id (`org/name`, `org/name@revision`), downloading a Hub model into
-    the Hugging Face cache, or reading it from there offline."""
-    spec = str(spec)
-    if looks_local(spec):
-        folder = Path(spec).expanduser()
-        if not folder.is_dir():
-            raise ModelLoadError(f"model {spec}: no such folder")
-        return ModelSource(spec, folder)
-    repo_id, _, revision = spec.partition("@")
-    if not repo_id or (revision == "" and spec.endswith("@")):
-        raise ModelLoadError(f"model {spec}: expected a folder or a Hub id such as org/name or org/name@revision")
+    """The local folder of a model folder or Hub id (`hub.resolve_model`), errors naming the model."""
     try:
-        with hub_progress_bars(sys.stderr.isatty()):
-            folder = verified_snapshot(repo_id, revision or None)
-    except ValueError as error:
-        raise ModelLoadError(f"model {spec}: {first_line(error)}") from None
-    except Exception as error:  # the Hub client's own errors: unknown repository or revision, network, not cached
-        from huggingface_hub import constants
-
-        offline = ""
-        if constants.HF_HUB_OFFLINE:
-            offline = " (offline: HF_HUB_OFFLINE is set and the model is not in the cache)"
-        raise ModelLoadError(f"model {spec}: cannot be fetched from the Hub{offline} ({first_line(error)})") from None
-    commit = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
-    return ModelSource(spec, folder, repo_id, revision or None, commit)
+        return resolve_location(str(spec))
+    except ModelLocationError as error:
+        raise ModelLoadError(f"model {spec}: {error}") from None
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -180,21 +128,6 @@ def quiet_transformers():
         transformers.logging.set_verbosity(verbosity)
         if bars:
             transformers.logging.enable_progress_bar()
-
-
-@contextmanager
-def hub_progress_bars(shown: bool):
-    """Download progress bars of `huggingface_hub` only where someone watches (stderr is a terminal)."""
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-    disabled = are_progress_bars_disabled()
-    if not shown:
-        disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not disabled and not shown:
-            enable_progress_bars()
 
 
 @dataclass

@@ -37,7 +37,7 @@ from ..data.errors import DataError, ReadReport, file_label
 from ..data.genome import Genome, select_genome_windows
 from ..data.tables import read_fasta
 from ..data.xpresso import XPRESSO_BEST_WINDOW
-from ..training.reporting import versions
+from ..provenance import versions
 from .api import Progress, mapping_as_protein_table, resolve_features, resolve_proteins
 from .inputs import Example, InputPreparer
 from .predictor import DEFAULT_BATCH_SIZE, Predictor

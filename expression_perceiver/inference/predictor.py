@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.standardization import in_data_units
 from .inputs import Example, ModelInputs
 from .models import LoadedModel, ModelLoadError, check_ensemble, load_model
 
@@ -338,7 +339,7 @@ class Predictor(_Runner):
             for index, (member, batch) in enumerate(self._batches(examples)):
                 logits = member.model(**batch).logits.float().cpu().numpy().astype(np.float64)
                 scale = self.scales[index]
-                values[:, index] = logits * scale[1] + scale[0] if scale is not None else logits
+                values[:, index] = in_data_units(logits, *scale) if scale is not None else logits
         return values
 
     def predict_chunks(

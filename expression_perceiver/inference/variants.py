@@ -40,7 +40,7 @@ from ..data.errors import DataError, ReadReport, file_label
 from ..data.genome import Genome, read_promoter_bed, read_tss_table, select_genome_windows
 from ..data.vcf import AnnotatedVcfWriter, VcfReader, VcfRecord
 from ..data.xpresso import XPRESSO_BEST_WINDOW
-from ..training.reporting import versions
+from ..provenance import versions
 from .api import Progress, RunSummary, mapping_as_protein_table, resolve_features, resolve_proteins
 from .inputs import Example, InputPreparer
 from .predictor import DEFAULT_BATCH_SIZE, Predictor

@@ -1,43 +1,12 @@
 """What a training run leaves behind: `results.json`, test predictions as TSV and a predicted-vs-observed plot."""
 
 import hashlib
-import importlib.metadata
-import platform
-import subprocess
 from pathlib import Path
 
 import datasets
 import numpy as np
 
 from ..data.atomic import AtomicFile
-
-PACKAGES = ("expression-perceiver", "torch", "transformers", "datasets", "accelerate", "huggingface-hub", "tokenizers")
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for package in PACKAGES:
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
-
-
-def source_revision() -> str | None:
-    """The git commit of this package's checkout, marked when the working tree differs from it; None outside git."""
-    checkout = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=checkout, capture_output=True, text=True,
-            timeout=10, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit} (with uncommitted changes)" if dirty else commit
 
 
 def data_fingerprint(splits: datasets.DatasetDict) -> str:

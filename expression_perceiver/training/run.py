@@ -25,8 +25,10 @@ from transformers import (
 from ..data import DatasetMetadata, SplitSpec, build_dataset_dict, generate_promoters, load_dataset_dir
 from ..data.atomic import write_json
 from ..data.dataset_dict import owned_name, remove_abandoned
+from ..data.standardization import in_data_units, standardize
 from ..data_collators import MaskingCollator, MaskingEpochCallback
 from ..modeling import FAMILIES, AminoAcidTokenizer
+from ..provenance import source_revision, versions
 from .arguments import DataArguments, ExpressionTrainingArguments, MaskingArguments
 from .baseline import baseline_on_splits
 from .checkpoints import (
@@ -43,7 +45,7 @@ from .checkpoints import (
 from .model_card import ModelCardFacts, render_model_card
 from .recipe_parser import COMMAND, command_line, parse_arguments, recipes_in_force
 from .recipe_parser import recipe_flags as recipe_flags  # imported from here by the study specification
-from .reporting import data_fingerprint, plot_predictions, source_revision, versions, write_predictions
+from .reporting import data_fingerprint, plot_predictions, write_predictions
 from .trainer import (
     ExpressionTrainer,
     TrainingClock,
@@ -101,7 +103,7 @@ def feature_means(train: datasets.Dataset) -> list[float] | None:
 def with_training_columns(split: datasets.Dataset, mean: list[float], std: list[float]) -> datasets.Dataset:
     """Adds `idx` (the row, which keys reproducible masks), `length` (for length-grouped batches) and `labels`
     (standardised) to a split."""
-    labels = (np.asarray(split["label"], dtype=np.float64).reshape(len(split), -1) - mean) / std
+    labels = standardize(split["label"], mean, std)
     split = split.add_column("idx", np.arange(len(split)))
     split = split.add_column("length", padded_cost_length(split))
     values = labels[:, 0] if labels.shape[1] == 1 else labels
@@ -316,8 +318,8 @@ def main(
         # Honest evaluation: the validation split selected the model; the test split is evaluated once, here.
         validation = trainer.evaluate(splits["validation"], metric_key_prefix="validation")
         test = trainer.predict(splits["test"], metric_key_prefix="test")
-        predictions = np.asarray(test.predictions).reshape(len(splits["test"]), -1) * std + mean
-        observed = np.asarray(test.label_ids).reshape(len(splits["test"]), -1) * std + mean
+        predictions = in_data_units(test.predictions, mean, std)
+        observed = in_data_units(test.label_ids, mean, std)
         results = {
             "validation": strip_prefix(validation, "validation_"),
             "test": strip_prefix(test.metrics, "test_"),

@@ -7,7 +7,6 @@ import re
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 from torch.utils.data import SequentialSampler
 from transformers import (
@@ -22,15 +21,15 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..data.dataset_dict import DatasetMetadata
+from ..data.standardization import in_data_units
+from ..formats import PROTEIN_TOKENIZER_FOLDER
+from ..hub import ModelLocationError, first_line, looks_local, resolve_model
 from ..modeling import FAMILIES, MODEL_TYPES, AminoAcidTokenizer, DNAPerceiverConfig
 from .arguments import ModelArguments
 from .checkpoints import CLOCK_FILE
-from .hub_files import verified_snapshot
 from .metrics import compute_expression_metrics
 
 logger = logging.getLogger(__name__)
-
-PROTEIN_TOKENIZER_FOLDER = "protein_tokenizer"  # the Protein&DNAPerceiver's second tokenizer, beside the first
 
 
 class ExpressionTrainer(Trainer):
@@ -183,19 +182,12 @@ def load_checkpoint(model_args: ModelArguments, **config_fields) -> PreTrainedMo
     """A checkpoint (folder or Hub id) of one of our model types to fine-tune; anything else is one clear error
     naming the checkpoint: a missing folder, another model type, truncated or mismatched weights."""
     location = model_args.model_name_or_path
-    looks_local = (
-        Path(location).expanduser().is_absolute() or location.startswith((".", "~")) or Path(location).exists()
-    )
-    if looks_local and not (Path(location).expanduser() / "config.json").is_file():
+    if looks_local(location) and not (Path(location).expanduser() / "config.json").is_file():
         raise ValueError(f"--model_name_or_path {location}: no such checkpoint folder (it needs a config.json)")
-    if not looks_local:  # a Hub id, `org/name` or `org/name@revision`: fetched and checked before loading
-        repo_id, _, revision = location.partition("@")
-        try:
-            location = str(verified_snapshot(repo_id, revision or None))
-        except ValueError:
-            raise
-        except Exception as error:  # the Hub client's own errors: unknown repository or revision, network
-            raise ValueError(f"--model_name_or_path {model_args.model_name_or_path}: {first_line(error)}") from None
+    try:  # a folder, or a Hub id (`org/name`, `org/name@revision`) fetched and checked before loading
+        location = str(resolve_model(location).folder)
+    except ModelLocationError as error:
+        raise ValueError(f"--model_name_or_path {location}: {error}") from None
     try:
         config = AutoConfig.from_pretrained(location, trust_remote_code=model_args.trust_remote_code)
     except Exception as error:  # the Hub client's and transformers' own error types
@@ -212,11 +204,6 @@ def load_checkpoint(model_args: ModelArguments, **config_fields) -> PreTrainedMo
         )
     except Exception as error:  # truncated or foreign weights, shapes that do not match the configuration
         raise ValueError(f"--model_name_or_path {location}: cannot load its weights ({first_line(error)})") from None
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def build_model(
@@ -274,11 +261,10 @@ def _new_or_loaded_model(
 
 def metrics_in_original_units(label_mean: list[float], label_std: list[float], output_names: list[str] | None):
     """`compute_metrics` for the Trainer: predictions and labels scaled back to the data's units first."""
-    mean, std = np.asarray(label_mean), np.asarray(label_std)
 
     def compute_metrics(evaluation: EvalPrediction) -> dict[str, float]:
-        predictions = np.asarray(evaluation.predictions).reshape(len(evaluation.label_ids), -1) * std + mean
-        references = np.asarray(evaluation.label_ids).reshape(len(evaluation.label_ids), -1) * std + mean
+        predictions = in_data_units(evaluation.predictions, label_mean, label_std)
+        references = in_data_units(evaluation.label_ids, label_mean, label_std)
         return compute_expression_metrics(predictions, references, output_names=output_names)
 
     return compute_metrics

@@ -301,6 +301,7 @@ def check_against_independent_split(dataset_dict, metadata, gene_ids, labels):
     assert metadata.label_std == pytest.approx(statistics.pstdev(train_labels), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_human_proteome_log10_abundance(tmp_path):
     gene_ids, labels = read_shared_table("human_proteome_paxdb.tsv.gz", "abundance_ppm", log10=True)
     report = ReadReport("proteome")

@@ -205,6 +205,7 @@ def read_gzip_table(path):
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
+@pytest.mark.slow
 def test_epd_promoters_joined_with_the_human_proteome(tmp_path, shared_data, capsys):
     promoter_file, protein_file = (
         shared_data / "epd_core_promoters_xpresso.tsv.gz",

@@ -4,15 +4,6 @@ import torch
 from tests.inference.helpers import save_dna_model, save_protein_dna_model, save_protein_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a shared 2-core machine run many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> dict:
     """Saved tiny checkpoints: two DNAPerceivers with 3 features and 2 outputs (an ensemble), one without label

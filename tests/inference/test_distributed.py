@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from expression_perceiver.cli import main
 from tests.inference.test_variants import write_vcf
@@ -37,6 +38,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_write_the_single_process_outputs(tmp_path, models):
     rng = np.random.default_rng(5)
     fasta = tmp_path / "promoters.fa"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import huggingface_hub
 import numpy as np
+import pytest
 
 from expression_perceiver.cli import main
 from tests.hub_server import HubTestServer, client_environment
@@ -32,6 +33,7 @@ PREDICT_ONLINE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_hub_revision_online_then_offline_from_the_cache(tmp_path, models, monkeypatch, capsys):
     first, second = (
         models["zscore"],

@@ -80,6 +80,7 @@ def trained_checkpoint(tmp_path_factory) -> Path:
     return folder / "run"
 
 
+@pytest.mark.slow
 def test_training_writes_every_fact_a_user_needs_into_the_config(trained_checkpoint):
     config = json.loads((trained_checkpoint / "config.json").read_text())
     assert config["id2label"] == {"0": "mrna_tpm", "1": "protein_level"}
@@ -93,6 +94,7 @@ def test_training_writes_every_fact_a_user_needs_into_the_config(trained_checkpo
     assert config["training_seed"] == 5 and len(config["data_fingerprint"]) >= 16
 
 
+@pytest.mark.slow
 def test_predict_and_the_pipeline_give_the_same_names_and_numbers(trained_checkpoint, tmp_path):
     sequences = ["ACGTTGCA" * 20, "GGGCCCAT" * 30]
     features = [[0.5, -1.0], [0.0, 2.0]]

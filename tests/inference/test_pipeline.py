@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from expression_perceiver.inference.pipeline import add_pipeline
 from tests.hub_server import HubTestServer, client_environment
@@ -57,6 +58,7 @@ def bundle_files(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
 
 
+@pytest.mark.slow
 def test_pipeline_from_a_folder_and_from_the_hub_without_the_package(tmp_path, models):
     # A local folder of a model without label standardisation (z-scores); on the Hub, a model with it, 3 per-gene
     # features and 2 outputs.

@@ -147,6 +147,7 @@ REMOTE_CODE_CHECK = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_fresh_process_without_our_package_loads_through_remote_code(tmp_path):
     expected = save_checkpoints(tmp_path)
     (tmp_path / "expected.json").write_text(json.dumps(expected))

@@ -1,6 +1,7 @@
 """The convolutional branch's batch norms across processes: a training step split over two gloo ranks computes the
 gradients one process computes on the whole batch (what DDP averages is then what one process would apply)."""
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -41,6 +42,7 @@ def rank_step(rank: int, init_file: str, out_file: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_ranks_compute_the_whole_batch_gradients_with_the_conv_branch_on(tmp_path):
     mp.spawn(rank_step, args=(str(tmp_path / "init"), str(tmp_path / "rank0.pt")), nprocs=WORLD_SIZE, join=True)
     distributed = torch.load(tmp_path / "rank0.pt")

@@ -150,6 +150,7 @@ def test_missing_or_misshaped_features_and_nan_labels_are_clear_errors():
         model(input_ids=input_ids, features=torch.randn(2, 8), labels=torch.tensor([1.0, float("nan")]))
 
 
+@pytest.mark.slow
 def test_training_steps_fit_a_small_batch():
     torch.manual_seed(0)
     model = DNAPerceiverForSequenceClassification(small_dna_config(dropout=0.0))

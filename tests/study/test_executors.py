@@ -124,6 +124,7 @@ def test_gpu_workers_one_per_gpu_or_group_with_several_cells_each():
         gpu_slots(gpus=[])
 
 
+@pytest.mark.slow
 def test_a_failing_cell_is_recorded_and_the_study_goes_on(tmp_path):
     # 1,000-base promoters with their first 5,000 bases removed: nothing left to read, the run must fail.
     table = [{"name": "none"}, {"name": "all removed", "strategy": "first", "mode": "drop", "mask_length": 5000}]
@@ -137,6 +138,7 @@ def test_a_failing_cell_is_recorded_and_the_study_goes_on(tmp_path):
     assert (Path(study.cells()[0].output_dir) / RESULTS_FILE).is_file()
 
 
+@pytest.mark.slow
 def test_a_cell_another_runner_finished_or_holds_meanwhile_is_not_started_again(tmp_path):
     """A runner's list of cells is from its start; each cell is checked again just before it starts, so two runners
     of one study never run a cell twice (the second one here appears while the first cell trains)."""

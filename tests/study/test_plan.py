@@ -2,11 +2,14 @@
 
 import math
 
+import pytest
+
 from expression_perceiver.study.plan import estimate, estimate_lines, measure_cell, plan_lines
 from expression_perceiver.study.spec import load_study
 from tests.study.test_executors import write_study
 
 
+@pytest.mark.slow
 def test_the_estimate_measures_steps_of_a_real_cell_and_projects_every_cell(tmp_path):
     table = [{"name": "none"}, {"name": "span", "strategy": "random_span", "mode": "mask", "mask_length": 50}]
     study = load_study(write_study(tmp_path, table, seeds=3))

@@ -67,6 +67,7 @@ def kill_when_a_cell_is_done_and_another_runs(process: subprocess.Popen, cells: 
     raise AssertionError("no cell finished in time")
 
 
+@pytest.mark.slow
 def test_interrupted_study_finishes_on_rerun_and_reports_scipy_statistics(tmp_path, capsys):
     assert cli(["generate", "xpresso", str(tmp_path / "h5"), "--num", "60", "--seed", "0"]) == 0
     window = ["--window", "9000", "11000"]

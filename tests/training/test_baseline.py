@@ -200,6 +200,7 @@ def test_a_missing_column_or_alphabet_is_one_clear_error(tmp_path, capsys):
         ("epd_core_promoters_xpresso.tsv.gz", ["--alphabet", "dna", "--label-column", "label_human"], 0.271),
     ],
 )
+@pytest.mark.slow
 def test_reference_figures_are_reproduced(shared_data, tmp_path, file_name, options, reference_r2):
     output = tmp_path / "results.json"
     assert cli(["baseline", "--table", str(shared_data / file_name), *options, "--output", str(output)]) == 0

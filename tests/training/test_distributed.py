@@ -106,6 +106,7 @@ def logged_step(output_dir: Path) -> dict:
     return next(entry for entry in state["log_history"] if "loss" in entry)
 
 
+@pytest.mark.slow
 def test_one_ddp_step_over_two_processes_is_the_one_process_step_and_only_rank_zero_writes(tmp_path):
     with HubTestServer() as hub:
         environment = client_environment(hub, tmp_path / "hf_home")

@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.hub_server import HubTestServer, client_environment
 from tests.processes import process_timeout
 from tests.training.test_run import tiny_run_arguments
@@ -16,6 +18,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 STALL_S = 120  # how long the stalled server sends nothing for each commit
 
 
+@pytest.mark.slow
 def test_a_failing_hub_leaves_the_local_results_complete(tmp_path):
     with HubTestServer() as hub:
         hub.fail_commits("status", 403)  # refused (no write access): not retried
@@ -62,6 +65,7 @@ PUSH = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_dropped_or_stalled_commit_ends_in_an_error_within_the_timeout(tmp_path):
     """Both faults in one client process (its start costs seconds of imports); each push retries as the client does,
     with backoff, and ends in an error."""

@@ -17,7 +17,7 @@ FETCH_TWICE = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from expression_perceiver.training.hub_files import verified_snapshot
+    from expression_perceiver.hub import verified_snapshot
 
     folder = verified_snapshot("org/tiny")
     print("first:", sorted(p.name for p in folder.iterdir()))

@@ -46,6 +46,7 @@ def hub():
         yield server
 
 
+@pytest.mark.slow
 def test_trainer_run_pushes_and_a_fresh_process_reproduces_the_test_predictions(tmp_path, hub):
     output_dir = tmp_path / "run"
     environment = client_environment(hub, tmp_path / "hf_home_trainer")

@@ -19,6 +19,7 @@ from tests.training.test_run import tiny_run_arguments
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_uninterrupted_metrics(tmp_path):
     arguments = ["--num_train_epochs", "3", "--save_total_limit", "1", "--load_best_model_at_end", "false"]
     uninterrupted = main(tiny_run_arguments(tmp_path / "whole", *arguments))

@@ -131,6 +131,7 @@ def test_the_metric_class_accumulates_batches(noisy_pairs):
     assert single == pytest.approx(compute_expression_metrics(predictions[:, 0], references[:, 0]), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_evaluate_load_of_the_script_works_offline(tmp_path, noisy_pairs):
     """In a fresh process with an empty cache and the offline switches on, as a user without network has."""
     script = textwrap.dedent(

@@ -44,6 +44,7 @@ def joined_dataset(tmp_path):
     return out
 
 
+@pytest.mark.slow
 def test_protein_dna_perceiver_trains_on_joined_data_and_reloads(tmp_path, joined_dataset):
     splits, metadata = load_dataset_dir(joined_dataset)
     assert metadata.with_protein and metadata.label_names == ["label", "abundance_ppm"]
@@ -106,6 +107,7 @@ def test_protein_dna_perceiver_trains_on_joined_data_and_reloads(tmp_path, joine
     assert logits.shape == (1, 2) and torch.isfinite(logits).all()
 
 
+@pytest.mark.slow
 def test_model_card_usage_snippet_runs_for_the_protein_dna_perceiver(tmp_path, joined_dataset):
     run = tmp_path / "run"
     main([

@@ -33,6 +33,7 @@ def assert_same_metrics(resumed: dict, uninterrupted: dict) -> None:
         assert resumed["validation"][name] == pytest.approx(uninterrupted["validation"][name], rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_with_the_metrics_of_an_uninterrupted_one(tmp_path):
     arguments = ["--num_train_epochs", "3"]  # the tiny model keeps dropout: RNG states must resume too
     uninterrupted = main(tiny_run_arguments(tmp_path / "whole", *arguments))
@@ -50,6 +51,7 @@ def test_resumed_run_ends_with_the_metrics_of_an_uninterrupted_one(tmp_path):
     assert resumed["train"]["training_seconds"] > 0
 
 
+@pytest.mark.slow
 def test_a_run_stopped_after_training_evaluates_without_training_further(tmp_path):
     arguments = ["--num_train_epochs", "2", "--save_total_limit", "1"]
     finished = main(tiny_run_arguments(tmp_path / "run", *arguments))

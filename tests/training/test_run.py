@@ -32,6 +32,7 @@ def tiny_run_arguments(output_dir, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_training_run_selects_on_validation_evaluates_test_once_and_saves_a_loadable_checkpoint(tmp_path):
     results = main(tiny_run_arguments(tmp_path / "run"))
     run = tmp_path / "run"
@@ -69,6 +70,7 @@ def test_bad_config_override_is_a_clear_error(tmp_path):
         main(tiny_run_arguments(tmp_path / "run", "--config_overrides", "num_latent=8"))
 
 
+@pytest.mark.slow
 def test_recipe_file_is_parsed(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     arguments = tiny_run_arguments(tmp_path / "run")
@@ -107,12 +109,14 @@ def test_every_recipe_parses_alone_and_with_every_masking_recipe(recipe, masking
     assert masking_args.mask_strategy == masking.removesuffix(".yaml")
 
 
+@pytest.mark.slow
 def test_tensorboard_on_request(tmp_path):
     main(tiny_run_arguments(tmp_path / "run", "--report_to", "tensorboard", "--num_train_epochs", "1"))
     events = list((tmp_path / "run").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_predictions_line_up_with_gene_ids_even_with_length_grouped_batches(tmp_path):
     from expression_perceiver.data import generate_promoters
 
@@ -133,6 +137,7 @@ def test_predictions_line_up_with_gene_ids_even_with_length_grouped_batches(tmp_
         assert float(predicted) == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_bf16_recipe_runs_on_a_machine_without_a_gpu_and_reports(tmp_path):
     from expression_perceiver.training.run import parse_arguments
 
