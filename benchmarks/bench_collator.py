@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from expression_perceiver.data_collators import MaskingCollator
+from expression_perceiver.data_collators import MaskingCollator, MaskingSettings
 from expression_perceiver.modeling import DNAPerceiverConfig, DNAPerceiverForSequenceClassification, NucleotideTokenizer
 
 SETTINGS = [
@@ -121,7 +121,9 @@ def main() -> None:
     print("|---|---|---|---:|---:|---:|")
     for source, batch_examples in examples.items():
         for strategy, mode in SETTINGS:
-            collator = MaskingCollator(tokenizer, strategy=strategy, mode=mode, seed=args.seed, epoch=1)
+            collator = MaskingCollator(
+                tokenizer, MaskingSettings(strategy=strategy, mode=mode), seed=args.seed, epoch=1
+            )
             seconds = median_seconds(lambda c=collator, b=batch_examples: c(b), args.repeats)
             rate = args.batch_size / seconds
             ratio = f"{rate / model_rate:,.0f}" if model_rate else "-"

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from expression_perceiver.data_collators import MaskingCollator
+from expression_perceiver.data_collators import MaskingCollator, MaskingSettings
 from expression_perceiver.modeling import DNAPerceiverConfig, DNAPerceiverForSequenceClassification, NucleotideTokenizer
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -155,7 +155,7 @@ def xpresso_sized_set(genes: int, length: int) -> TokenisedPromoters:
 def epoch_time(dataset: TokenisedPromoters, batch: int, strategy: str, workers: int) -> dict[str, float]:
     """Wall time of one training epoch through a DataLoader with workers, after a few warm-up steps."""
     model, optimizer = build(dataset.input_ids.shape[1])
-    collator = MaskingCollator(NucleotideTokenizer(), strategy=strategy, seed=0)
+    collator = MaskingCollator(NucleotideTokenizer(), MaskingSettings(strategy=strategy), seed=0)
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch,

@@ -15,7 +15,7 @@ import torch
 from bench_utils import interleaved_medians, machine_line, markdown_table
 from transformers import PreTrainedTokenizer
 
-from expression_perceiver.data_collators import MaskingCollator
+from expression_perceiver.data_collators import MaskingCollator, MaskingSettings
 from expression_perceiver.modeling import NucleotideTokenizer
 
 
@@ -64,7 +64,7 @@ def tokenizer_comparison(batch: int = 64, length: int = 20_000, repeats: int = 3
     sequences = random_promoters(batch, length)
     ours = NucleotideTokenizer()
     reference = CharacterTokenizer(ours.get_vocab())
-    collator = MaskingCollator(ours, strategy="none")
+    collator = MaskingCollator(ours, MaskingSettings(strategy="none"))
     examples = [{"sequence": sequence} for sequence in sequences]
     padded = dict(add_special_tokens=False, padding=True)
     references = {

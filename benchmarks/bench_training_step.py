@@ -17,7 +17,7 @@ import torch
 from bench_utils import interleaved_medians, machine_line, markdown_table
 from datasets import Dataset, load_from_disk
 
-from expression_perceiver.data_collators import MaskingCollator
+from expression_perceiver.data_collators import MaskingCollator, MaskingSettings
 from expression_perceiver.modeling import DNAPerceiverConfig, DNAPerceiverForSequenceClassification, NucleotideTokenizer
 
 MODELS = {
@@ -55,7 +55,7 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batc
 
 def step_pair(overrides: dict, dataset: Dataset, batch: int, length: int) -> dict[str, Callable[[], None]]:
     """The end-to-end step and the bare step of one model (each with its own copy of the same initial weights)."""
-    collator = MaskingCollator(NucleotideTokenizer(), strategy="random_span", seed=0)
+    collator = MaskingCollator(NucleotideTokenizer(), MaskingSettings(strategy="random_span"), seed=0)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch, shuffle=True, collate_fn=collator, num_workers=0, drop_last=True
     )

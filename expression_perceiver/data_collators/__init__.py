@@ -1,5 +1,5 @@
 """Data collators: padding, cropping and the masking augmentation of sequence inputs."""
 
-from .masking import MaskingCollator, MaskingEpochCallback
+from .masking import MaskingCollator, MaskingEpochCallback, MaskingSettings
 
-__all__ = ["MaskingCollator", "MaskingEpochCallback"]
+__all__ = ["MaskingCollator", "MaskingEpochCallback", "MaskingSettings"]

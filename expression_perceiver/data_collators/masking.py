@@ -16,7 +16,7 @@ deterministic and independent of workers and batch composition, but identical se
 With the Hugging Face `Trainer`:
 
 ```python
->>> collator = MaskingCollator(NucleotideTokenizer(), strategy="random_span", seed=0)
+>>> collator = MaskingCollator(NucleotideTokenizer(), MaskingSettings("random_span"), seed=0)
 >>> args = TrainingArguments(..., remove_unused_columns=False)  # keeps `idx` and `sequence` for the collator
 >>> trainer = Trainer(model, args, data_collator=collator, callbacks=[MaskingEpochCallback(collator)], ...)
 ```
@@ -37,9 +37,9 @@ Two facts of the `Trainer` to know (checked with transformers 5.24 and torch 2.1
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -48,8 +48,8 @@ from transformers import PreTrainedTokenizerBase, TrainerCallback
 MaskingStrategy = Literal["none", "random_span", "first", "middle", "last"]
 MaskingMode = Literal["mask", "drop"]
 
-STRATEGIES = ("none", "random_span", "first", "middle", "last")
-MODES = ("mask", "drop")
+STRATEGIES: tuple[str, ...] = get_args(MaskingStrategy)
+MODES: tuple[str, ...] = get_args(MaskingMode)
 # The study's span lengths: a random run of 1,000 bases, or half of a 20,000-base window for the fixed ablations.
 DEFAULT_MASK_LENGTHS = {"random_span": 1_000, "first": 10_000, "middle": 10_000, "last": 10_000}
 TRAINING_STREAM = 0
@@ -183,6 +183,78 @@ def encode_sequence(tokenizer: PreTrainedTokenizerBase, sequence: str) -> np.nda
     return np.asarray(tokenizer(sequence, add_special_tokens=False)["input_ids"], dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class MaskingSettings:
+    """The masking augmentation of a run, in the one vocabulary that the study file, the training arguments
+    (`MaskingArguments.settings()`), this collator and a model's config (`training_masking`) share; checked here,
+    once.
+
+    Args:
+        strategy: `"none"`, `"random_span"` (start uniform over each sequence's valid positions, drawn anew at each
+            epoch), `"first"`, `"middle"` or `"last"` (the first, central or last `mask_length` valid positions).
+        mode: `"mask"` (replace with `mask_token`) or `"drop"` (remove the positions).
+        mask_length: positions per span; None means 1,000 for `random_span` and 10,000 for the others (resolved when
+            the settings are built).
+        mask_fraction: instead of `mask_length`, the span as a fraction (0 < f <= 1) of each sequence's own valid
+            length, rounded to the nearest position and at least 1: one setting then fits sequences of any length.
+        num_spans: spans per sequence for `random_span` (drawn independently; they may overlap).
+        mask_token: token written over masked positions, as a string of the tokenizer's vocabulary (`"[MASK]"` or
+            `"N"` for DNA).
+    """
+
+    strategy: MaskingStrategy = "none"
+    mode: MaskingMode = "mask"
+    mask_length: int | None = None
+    mask_fraction: float | None = None
+    num_spans: int = 1
+    mask_token: str = "[MASK]"
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown masking strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown masking mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        if self.mask_fraction is not None:
+            if self.mask_length is not None:
+                raise ValueError("give mask_length or mask_fraction, not both")
+            if not 0 < self.mask_fraction <= 1:
+                raise ValueError(f"mask_fraction must lie in (0, 1], got {self.mask_fraction}")
+        elif self.mask_length is None:
+            object.__setattr__(self, "mask_length", DEFAULT_MASK_LENGTHS.get(self.strategy))
+        elif self.mask_length < 1:
+            raise ValueError(f"mask_length must be at least 1, got {self.mask_length}")
+        if self.num_spans < 1:
+            raise ValueError(f"num_spans must be at least 1, got {self.num_spans}")
+        if self.num_spans > 1 and self.strategy != "random_span":
+            raise ValueError(f"num_spans > 1 needs strategy='random_span', got strategy={self.strategy!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a model's config records them (`training_masking`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> MaskingSettings:
+        """Settings from `to_dict()`'s form; an unknown key is an error naming it."""
+        known = {item.name for item in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown masking field(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def describe_span(self) -> str:
+        """'3 positions' or '0.05 of each sequence's length'."""
+        if self.mask_fraction is not None:
+            return f"{self.mask_fraction:.4g} of each sequence's length"
+        return f"{self.mask_length:,} positions"
+
+    def describe(self) -> str:
+        """'none' or 'random_span, 2 x 1,000 positions, mode mask'."""
+        if self.strategy == "none":
+            return "none"
+        spans = f"{self.num_spans} x " if self.num_spans > 1 else ""
+        return f"{self.strategy}, {spans}{self.describe_span()}, mode {self.mode}"
+
+
 @dataclass
 class MaskingCollator:
     """Pads a batch of examples and, in training, masks (or removes) runs of positions of each sequence.
@@ -204,16 +276,9 @@ class MaskingCollator:
     and for `random_span` a span per example that is fixed across epochs.
 
     Args:
-        tokenizer: tokenizer of `sequence`; also gives the pad id and resolves `mask_token`.
-        strategy: `"none"`, `"random_span"` (start uniform over each sequence's valid positions, drawn anew at each
-            epoch), `"first"`, `"middle"` or `"last"` (the first, central or last `mask_length` valid positions).
-        mode: `"mask"` (replace with `mask_token`) or `"drop"` (remove the positions).
-        mask_length: positions per span; None means 1,000 for `random_span` and 10,000 for the others.
-        mask_fraction: instead of `mask_length`, the span as a fraction (0 < f <= 1) of each sequence's own valid
-            length, rounded to the nearest position and at least 1: one setting then fits sequences of any length.
-        num_spans: spans per sequence for `random_span` (drawn independently; they may overlap).
-        mask_token: token written over masked positions, as a string of the tokenizer's vocabulary (`"[MASK]"` or
-            `"N"` for DNA).
+        tokenizer: tokenizer of `sequence`; also gives the pad id and resolves the settings' `mask_token`.
+        masking: what to mask (`MaskingSettings`: strategy, mode, span, spans per sequence, mask token); none by
+            default.
         seed: seed of the span hashes.
         epoch: training epoch, part of the span hashes (set by `MaskingEpochCallback`).
         training: whether to apply training masks (True) or evaluation behaviour (False).
@@ -221,12 +286,7 @@ class MaskingCollator:
     """
 
     tokenizer: PreTrainedTokenizerBase = field(repr=False)
-    strategy: MaskingStrategy = "none"
-    mode: MaskingMode = "mask"
-    mask_length: int | None = None
-    mask_fraction: float | None = None
-    num_spans: int = 1
-    mask_token: str = "[MASK]"
+    masking: MaskingSettings = field(default_factory=MaskingSettings)
     seed: int = 0
     epoch: int = 0
     training: bool = True
@@ -234,23 +294,8 @@ class MaskingCollator:
     mask_token_id: int | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown masking strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
-        if self.mode not in MODES:
-            raise ValueError(f"unknown masking mode {self.mode!r}; expected one of {', '.join(MODES)}")
-        if self.mask_fraction is not None:
-            if self.mask_length is not None:
-                raise ValueError("give mask_length or mask_fraction, not both")
-            if not 0 < self.mask_fraction <= 1:
-                raise ValueError(f"mask_fraction must lie in (0, 1], got {self.mask_fraction}")
-        elif self.mask_length is None:
-            self.mask_length = DEFAULT_MASK_LENGTHS.get(self.strategy)
-        elif self.mask_length < 1:
-            raise ValueError(f"mask_length must be at least 1, got {self.mask_length}")
-        if self.num_spans < 1:
-            raise ValueError(f"num_spans must be at least 1, got {self.num_spans}")
-        if self.num_spans > 1 and self.strategy != "random_span":
-            raise ValueError(f"num_spans > 1 needs strategy='random_span', got strategy={self.strategy!r}")
+        if not isinstance(self.masking, MaskingSettings):
+            raise TypeError(f"masking must be MaskingSettings, got {type(self.masking).__name__}")
         vocabulary = self.tokenizer.get_vocab()
         if self.mode == "mask" and self.mask_token not in vocabulary:
             raise ValueError(
@@ -258,20 +303,17 @@ class MaskingCollator:
             )
         self.mask_token_id = vocabulary.get(self.mask_token)
 
+    # The settings' fields, read where the masks are computed.
+    strategy = property(lambda self: self.masking.strategy)
+    mode = property(lambda self: self.masking.mode)
+    mask_length = property(lambda self: self.masking.mask_length)
+    mask_fraction = property(lambda self: self.masking.mask_fraction)
+    num_spans = property(lambda self: self.masking.num_spans)
+    mask_token = property(lambda self: self.masking.mask_token)
+
     @property
     def pad_token_id(self) -> int:
         return tokenizer_pad_id(self.tokenizer)
-
-    def settings(self) -> dict[str, Any]:
-        """The masking as a model's config records it (`training_masking`): the keyword arguments that rebuild it."""
-        return {
-            "strategy": self.strategy,
-            "mode": self.mode,
-            "mask_length": self.mask_length if self.mask_fraction is None else None,
-            "mask_fraction": self.mask_fraction,
-            "num_spans": self.num_spans,
-            "mask_token": self.mask_token,
-        }
 
     def for_evaluation(self) -> MaskingCollator:
         """A copy of this collator with `training=False`."""
@@ -334,10 +376,7 @@ class MaskingCollator:
         return np.maximum(np.rint(lengths * self.mask_fraction).astype(np.int64), 1)
 
     def describe_span(self) -> str:
-        """'3 positions' or '5% of each sequence'."""
-        if self.mask_fraction is not None:
-            return f"{self.mask_fraction:.4g} of each sequence's length"
-        return f"{self.mask_length:,} positions"
+        return self.masking.describe_span()
 
     def check_not_emptied(self, examples: list[dict[str, Any]], lengths: np.ndarray, kept: np.ndarray) -> None:
         """`ValueError` naming the first example that drop mode would leave without any position."""

@@ -37,7 +37,7 @@ import transformers
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from ..data.dataset_dict import DatasetMetadata
-from ..data_collators import MaskingCollator
+from ..data_collators import MaskingCollator, MaskingSettings
 from ..formats import PROTEIN_TOKENIZER_FOLDER
 from ..hub import ModelLocationError, ModelSource, file_sha256, first_line
 from ..hub import resolve_model as resolve_location
@@ -241,18 +241,18 @@ def evaluation_collator(loaded: LoadedModel) -> MaskingCollator:
     """The collator the training run evaluated with: padding only, or, for a run that trained with `mask_mode drop`,
     the same positions removed. Without `idx` a random span is keyed by the sequence itself (deterministic, the same
     in any batch), where training keyed it by the row of the split."""
-    masking = dict(getattr(loaded.config, "training_masking", None) or {})
-    if masking.get("strategy", "none") == "none" or masking.get("mode", "mask") != "drop":
-        masking = {}  # mask mode leaves evaluation inputs untouched
     try:
+        masking = MaskingSettings.from_dict(getattr(loaded.config, "training_masking", None) or {})
+        if masking.mode != "drop":
+            masking = MaskingSettings()  # mask mode leaves evaluation inputs untouched
         return MaskingCollator(
             tokenizer=loaded.tokenizer,
-            **masking,
+            masking=masking,
             seed=int(getattr(loaded.config, "training_seed", None) or 0),
             training=False,
             protein_tokenizer=loaded.protein_tokenizer,
         )
-    except (ValueError, TypeError) as error:
+    except ValueError as error:
         raise ModelLoadError(f"model {loaded.spec}: its config's training_masking is not usable ({error})") from None
 
 

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from ..data.atomic import write_json
+from ..data_collators import MaskingSettings
 from ..training.metrics import compute_expression_metrics
 from .cells import DONE, RESULTS_FILE, cell_state
-from .spec import Cell, Masking, Study, load_study_dir
+from .spec import Cell, Study, cell_key, load_study_dir, mask_size
 from .statistics import Comparison, adjust_comparisons, compare, summarize
 
 PREDICTIONS_FILE = "test_predictions.tsv"
@@ -47,9 +48,9 @@ class CellResult:
         return float(self.test["r2"])
 
 
-def finished_cells(study: Study) -> tuple[dict[Masking, list[CellResult]], list[Cell]]:
+def finished_cells(study: Study) -> tuple[dict[MaskingSettings, list[CellResult]], list[Cell]]:
     """The finished cells' results grouped by masking, and the cells still missing."""
-    finished: dict[Masking, list[CellResult]] = {}
+    finished: dict[MaskingSettings, list[CellResult]] = {}
     missing = []
     for cell in study.cells():
         if cell_state(cell).state == DONE:
@@ -58,10 +59,6 @@ def finished_cells(study: Study) -> tuple[dict[Masking, list[CellResult]], list[
         else:
             missing.append(cell)
     return finished, missing
-
-
-def canonical(masking: Masking) -> Masking:
-    return Masking("none") if masking.is_none else masking
 
 
 def read_predictions(cell: Cell) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -115,16 +112,16 @@ def training_summary(cells: list[CellResult]) -> dict[str, Any]:
     }
 
 
-def table_rows(study: Study, finished: dict[Masking, list[CellResult]]) -> tuple[list[dict], list[Comparison]]:
+def table_rows(study: Study, finished: dict[MaskingSettings, list[CellResult]]) -> tuple[list[dict], list[Comparison]]:
     reference = next(s for s in study.table if s.name == study.reference)
-    reference_cells = finished.get(canonical(reference.masking), [])
+    reference_cells = finished.get(reference.masking, [])
     rows, comparisons = [], []
     for setting in study.table:
-        cells = finished.get(canonical(setting.masking), [])
+        cells = finished.get(setting.masking, [])
         summary = summarize([c.r2 for c in cells])
         row = {
             "setting": setting.name,
-            "masking": setting.masking.key,
+            "masking": cell_key(setting.masking),
             "n": summary.n,
             "seeds": [c.cell.seed for c in cells],
             "r2_values": [c.r2 for c in cells],
@@ -154,15 +151,15 @@ def table_rows(study: Study, finished: dict[Masking, list[CellResult]]) -> tuple
     return rows, comparisons
 
 
-def figure_points(study: Study, finished: dict[Masking, list[CellResult]]) -> list[dict]:
+def figure_points(study: Study, finished: dict[MaskingSettings, list[CellResult]]) -> list[dict]:
     curves = []
     for curve in study.figure:
         points = []
         for masking in curve.maskings:
-            cells = finished.get(canonical(masking), [])
+            cells = finished.get(masking, [])
             summary = summarize([c.r2 for c in cells])
-            points.append({"size": masking.size, "masking": canonical(masking).key, **summary.to_dict()})
-        unit = "fraction of length" if any(m.fraction is not None for m in curve.maskings) else "positions"
+            points.append({"size": mask_size(masking), "masking": cell_key(masking), **summary.to_dict()})
+        unit = "fraction of length" if any(m.mask_fraction is not None for m in curve.maskings) else "positions"
         curves.append({"label": curve.label, "unit": unit, "points": points})
     return curves
 
@@ -177,7 +174,7 @@ def fmt_p(value: float | None) -> str:
     return f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
 
 
-def source_revisions(finished: dict[Masking, list[CellResult]]) -> list[str]:
+def source_revisions(finished: dict[MaskingSettings, list[CellResult]]) -> list[str]:
     """The code revisions the finished cells were trained at (`source_revision` of their results)."""
     return sorted(
         {result.results.get("source_revision") or "unknown" for results in finished.values() for result in results}

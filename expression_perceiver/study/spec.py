@@ -32,70 +32,44 @@ exist: planning a cost estimate or running cells on data that is not there would
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..data.dataset_dict import METADATA_FILE
-from ..training.checkpoints import run_identity
-from ..training.run import parse_arguments, recipe_flags
+from ..data_collators import MaskingSettings
+from ..training.arguments import masking_flags
+from ..training.run import arguments_identity, parse_arguments, recipe_flags
 
 STUDY_COPY = "study.yaml"  # the study file as run, kept in its output folder so that `study report DIR` needs no more
-STRATEGIES = ("none", "random_span", "first", "middle", "last")
-MODES = ("mask", "drop")
 
 
-@dataclass(frozen=True)
-class Masking:
-    """One masking setting of the collator: strategy, mode and a size in positions or as a fraction."""
+def study_masking(
+    strategy: str = "none", mode: str = "mask", length: int | None = None, fraction: float | None = None
+) -> MaskingSettings:
+    """The settings of one masking of a study file (checked by `MaskingSettings`); a size of 0, or strategy none in
+    any mode, is no masking, the one `MaskingSettings()` every such entry shares."""
+    if strategy == "none" or length == 0 or fraction == 0:
+        MaskingSettings(strategy, mode)  # the names are checked all the same
+        return MaskingSettings()
+    return MaskingSettings(strategy, mode, mask_length=length, mask_fraction=fraction)
 
-    strategy: str = "none"
-    mode: str = "mask"
-    length: int | None = None
-    fraction: float | None = None
 
-    def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
-        if self.length is not None and self.fraction is not None:
-            raise ValueError("give mask_length or mask_fraction, not both")
-        if self.length is not None and self.length < 0:
-            raise ValueError(f"mask_length must be >= 0, got {self.length}")
-        if self.fraction is not None and not 0 <= self.fraction <= 1:
-            raise ValueError(f"mask_fraction must lie in [0, 1], got {self.fraction}")
-        if self.strategy != "none" and self.length is None and self.fraction is None:
-            raise ValueError(f"strategy {self.strategy!r} needs a mask_length or a mask_fraction")
+def mask_size(masking: MaskingSettings) -> float:
+    """The mask size on Figure 1's axis: positions, or the fraction; 0 without masking."""
+    if masking.strategy == "none":
+        return 0
+    return masking.mask_length if masking.mask_fraction is None else masking.mask_fraction
 
-    @property
-    def is_none(self) -> bool:
-        return self.strategy == "none" or self.length == 0 or self.fraction == 0
 
-    @property
-    def size(self) -> float:
-        """The mask size on Figure 1's axis: positions, or the fraction; 0 without masking."""
-        if self.strategy == "none":
-            return 0
-        return self.length if self.length is not None else self.fraction
-
-    @property
-    def key(self) -> str:
-        """The cell folder's name: 'none', 'random_span-mask-3', 'first-drop-f0.5'."""
-        if self.is_none:
-            return "none"
-        size = str(self.length) if self.length is not None else f"f{self.fraction:g}"
-        return f"{self.strategy}-{self.mode}-{size}"
-
-    def flags(self) -> list[str]:
-        if self.is_none:
-            return ["--mask_strategy", "none"]
-        size = (
-            ["--mask_length", str(self.length)] if self.length is not None else ["--mask_fraction", repr(self.fraction)]
-        )
-        return ["--mask_strategy", self.strategy, "--mask_mode", self.mode, *size]
+def cell_key(masking: MaskingSettings) -> str:
+    """The cell folder's name: 'none', 'random_span-mask-3', 'first-drop-f0.5'."""
+    if masking.strategy == "none":
+        return "none"
+    size = str(masking.mask_length) if masking.mask_fraction is None else f"f{masking.mask_fraction:g}"
+    return f"{masking.strategy}-{masking.mode}-{size}"
 
 
 @dataclass(frozen=True)
@@ -103,7 +77,7 @@ class Setting:
     """A Table 1 row: a named masking."""
 
     name: str
-    masking: Masking
+    masking: MaskingSettings
 
 
 @dataclass(frozen=True)
@@ -112,7 +86,7 @@ class Curve:
 
     strategy: str
     mode: str
-    maskings: tuple[Masking, ...]
+    maskings: tuple[MaskingSettings, ...]
 
     @property
     def label(self) -> str:
@@ -123,14 +97,14 @@ class Curve:
 class Cell:
     """One training run of the study: a masking and a seed, with its folder and `train.py` arguments."""
 
-    masking: Masking
+    masking: MaskingSettings
     seed: int
     output_dir: str
     argv: tuple[str, ...]
 
     @property
     def name(self) -> str:
-        return f"{self.masking.key}/seed{self.seed}"
+        return f"{cell_key(self.masking)}/seed{self.seed}"
 
 
 @dataclass
@@ -153,19 +127,18 @@ class Study:
     def cells(self) -> list[Cell]:
         """Every cell, once, in a stable order: Table 1's settings seed by seed (so that a study cut short has every
         row at some n), then Figure 1's other sizes seed by seed."""
-        table = unique_maskings(setting.masking for setting in self.table)
-        figure = [m for m in unique_maskings(m for curve in self.figure for m in curve.maskings) if m not in table]
+        table = list(dict.fromkeys(setting.masking for setting in self.table))
+        figure = [m for m in dict.fromkeys(m for curve in self.figure for m in curve.maskings) if m not in table]
         return [self.cell(masking, seed) for group in (table, figure) for seed in self.seeds for masking in group]
 
-    def cell(self, masking: Masking, seed: int) -> Cell:
-        masking = Masking("none") if masking.is_none else masking
-        output_dir = str(Path(self.output_dir) / "cells" / masking.key / f"seed{seed}")
+    def cell(self, masking: MaskingSettings, seed: int) -> Cell:
+        output_dir = str(Path(self.output_dir) / "cells" / cell_key(masking) / f"seed{seed}")
         dataset = ["--dataset_dir", self.dataset_dir] if self.dataset_dir else []
         argv = (
             *self.recipes,
             *override_flags(self.overrides),
             *dataset,
-            *masking.flags(),
+            *masking_flags(masking),
             "--seed", str(seed),
             "--output_dir", output_dir,
             "--resume_from_checkpoint", "auto",
@@ -188,10 +161,6 @@ class Study:
         }
 
 
-def unique_maskings(maskings) -> list[Masking]:
-    return list(dict.fromkeys(Masking("none") if masking.is_none else masking for masking in maskings))
-
-
 def override_flags(overrides: dict[str, Any]) -> list[str]:
     flags = []
     for name, value in overrides.items():
@@ -200,26 +169,27 @@ def override_flags(overrides: dict[str, Any]) -> list[str]:
     return flags
 
 
-def masking_fields(masking: Masking) -> dict[str, Any]:
+def masking_fields(masking: MaskingSettings) -> dict[str, Any]:
+    """A table row's masking as the study file writes it."""
     fields = {"strategy": masking.strategy, "mode": masking.mode}
-    if masking.length is not None:
-        fields["mask_length"] = masking.length
-    if masking.fraction is not None:
-        fields["mask_fraction"] = masking.fraction
-    return fields
+    if masking.strategy == "none":
+        return fields
+    if masking.mask_fraction is not None:
+        return {**fields, "mask_fraction": masking.mask_fraction}
+    return {**fields, "mask_length": masking.mask_length}
 
 
 def curve_sizes(curve: Curve) -> dict[str, list]:
-    if any(m.fraction is not None for m in curve.maskings):
-        return {"mask_fraction": [m.fraction if m.fraction is not None else 0 for m in curve.maskings]}
-    return {"mask_length": [m.length if m.length is not None else 0 for m in curve.maskings]}
+    if any(m.mask_fraction is not None for m in curve.maskings):
+        return {"mask_fraction": [mask_size(m) for m in curve.maskings]}
+    return {"mask_length": [mask_size(m) for m in curve.maskings]}
 
 
 def as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def parse_masking(entry: dict[str, Any], where: str) -> list[Masking]:
+def parse_masking(entry: dict[str, Any], where: str) -> list[MaskingSettings]:
     """The maskings of a table row or figure curve: one per listed size."""
     known = {"name", "strategy", "mode", "mask_length", "mask_fraction"}
     unknown = sorted(set(entry) - known)
@@ -228,12 +198,14 @@ def parse_masking(entry: dict[str, Any], where: str) -> list[Masking]:
     strategy, mode = entry.get("strategy", "none"), entry.get("mode", "mask")
     if "mask_length" in entry and "mask_fraction" in entry:
         raise ValueError(f"{where}: give mask_length or mask_fraction, not both")
+    if strategy != "none" and "mask_length" not in entry and "mask_fraction" not in entry:
+        raise ValueError(f"{where}: strategy {strategy!r} needs a mask_length or a mask_fraction")
     try:
         if "mask_fraction" in entry:
-            return [Masking(strategy, mode, fraction=float(f)) for f in as_list(entry["mask_fraction"])]
+            return [study_masking(strategy, mode, fraction=float(f)) for f in as_list(entry["mask_fraction"])]
         if "mask_length" in entry:
-            return [Masking(strategy, mode, length=int(n)) for n in as_list(entry["mask_length"])]
-        return [Masking(strategy, mode)]
+            return [study_masking(strategy, mode, length=int(n)) for n in as_list(entry["mask_length"])]
+        return [study_masking(strategy, mode)]
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from None
 
@@ -383,15 +355,8 @@ def load_study_dir(directory: str | Path) -> Study:
 
 def cell_identity(cell: Cell, processes: int = 1) -> dict:
     """The run identity the cell's `results.json` must carry, data fingerprint aside (it is checked by the run)."""
-    model_args, data_args, masking_args, training_args, _ = parse_arguments(list(cell.argv))
-    arguments = {
-        "model": asdict(model_args),
-        "data": asdict(data_args),
-        "masking": asdict(masking_args),
-        "training": training_args.to_dict(),
-    }
-    global_batch = training_args.per_device_train_batch_size * processes * training_args.gradient_accumulation_steps
-    return without_fingerprint(run_identity(arguments, global_batch, ""))
+    *parsed, _ = parse_arguments(list(cell.argv))
+    return without_fingerprint(arguments_identity(*parsed, world_size=processes, data_fingerprint=""))
 
 
 def without_fingerprint(identity: dict) -> dict:

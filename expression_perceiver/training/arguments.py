@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from transformers import TrainingArguments
 
+from ..data_collators.masking import MaskingMode, MaskingSettings, MaskingStrategy
 from ..modeling import MODEL_TYPES
 
 logger = logging.getLogger(__name__)
@@ -67,14 +68,14 @@ class DataArguments:
 
 @dataclass
 class MaskingArguments:
-    """The masking augmentation applied to training batches (see `MaskingCollator`)."""
+    """The masking augmentation applied to training batches, as `--mask_*` flags: `settings()` is the
+    `MaskingSettings` they stand for (field `x` of the settings is flag `--mask_x`, `num_spans` is `--mask_num_spans`),
+    and `masking_flags` writes settings back as flags (a study's cells)."""
 
-    mask_strategy: Literal["none", "random_span", "first", "middle", "last"] = field(
+    mask_strategy: MaskingStrategy = field(
         default="none", metadata={"help": "none, random_span, first, middle or last."}
     )
-    mask_mode: Literal["mask", "drop"] = field(
-        default="mask", metadata={"help": "mask (replace positions) or drop (remove them)."}
-    )
+    mask_mode: MaskingMode = field(default="mask", metadata={"help": "mask (replace positions) or drop (remove them)."})
     mask_length: int | None = field(
         default=None, metadata={"help": "Positions per span (default 1,000 for random_span, 10,000 otherwise)."}
     )
@@ -87,6 +88,33 @@ class MaskingArguments:
     )
     mask_num_spans: int = field(default=1, metadata={"help": "Spans per sequence for random_span."})
     mask_token: str = field(default="[MASK]", metadata={"help": "Token written over masked positions: [MASK] or N."})
+
+    def settings(self) -> MaskingSettings:
+        """The settings these flags stand for (checked there: a bad combination is one ValueError)."""
+        return MaskingSettings(
+            strategy=self.mask_strategy,
+            mode=self.mask_mode,
+            mask_length=self.mask_length,
+            mask_fraction=self.mask_fraction,
+            num_spans=self.mask_num_spans,
+            mask_token=self.mask_token,
+        )
+
+
+def masking_flags(settings: MaskingSettings) -> list[str]:
+    """The `--mask_*` flags that give `settings` back (`MaskingArguments.settings()`); defaults are left out."""
+    if settings.strategy == "none":
+        return ["--mask_strategy", "none"]
+    if settings.mask_fraction is not None:
+        size = ["--mask_fraction", repr(settings.mask_fraction)]
+    else:
+        size = ["--mask_length", str(settings.mask_length)]
+    flags = ["--mask_strategy", settings.strategy, "--mask_mode", settings.mode, *size]
+    if settings.num_spans != 1:
+        flags += ["--mask_num_spans", str(settings.num_spans)]
+    if settings.mask_token != "[MASK]":
+        flags += ["--mask_token", settings.mask_token]
+    return flags
 
 
 @dataclass

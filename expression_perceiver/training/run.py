@@ -130,12 +130,7 @@ def masking_collator(masking_args: MaskingArguments, tokenizer, model_type: str,
     """The training batches' collator; its `for_evaluation()` copy leaves validation and test inputs untouched."""
     return MaskingCollator(
         tokenizer=tokenizer,
-        strategy=masking_args.mask_strategy,
-        mode=masking_args.mask_mode,
-        mask_length=masking_args.mask_length,
-        mask_fraction=masking_args.mask_fraction,
-        num_spans=masking_args.mask_num_spans,
-        mask_token=masking_args.mask_token,
+        masking=masking_args.settings(),
         seed=seed,
         protein_tokenizer=AminoAcidTokenizer() if FAMILIES[model_type].reads_protein else None,
     )
@@ -163,13 +158,6 @@ def check_mask_fits(collator: MaskingCollator, train_split: datasets.Dataset) ->
             f"--mask_length {collator.mask_length:,} covers the whole of every training sequence (the longest has "
             f"{longest:,} positions); use a shorter span or --mask_fraction"
         )
-
-
-def describe_masking(collator: MaskingCollator) -> str:
-    if collator.strategy == "none":
-        return "none"
-    spans = f"{collator.num_spans} x " if collator.num_spans > 1 else ""
-    return f"{collator.strategy}, {spans}{collator.describe_span()}, mode {collator.mode}"
 
 
 def resume_checkpoint(training_args: ExpressionTrainingArguments) -> Path | None:
@@ -280,19 +268,16 @@ def main(
     tokenizer = tokenizer_for(model.config.model_type)
     collator = masking_collator(masking_args, tokenizer, model.config.model_type, training_args.seed)
     check_mask_fits(collator, splits["train"])
-    record_model_facts(model, metadata, collator.settings(), training_args.seed, fingerprint)
+    record_model_facts(model, metadata, collator.masking.to_dict(), training_args.seed, fingerprint)
     logger.info(
-        "%s with %d parameters; masking: %s", type(model).__name__, model.num_parameters(), describe_masking(collator)
+        "%s with %d parameters; masking: %s", type(model).__name__, model.num_parameters(), collator.masking.describe()
     )
 
     # The output folder belongs to this run alone; a resume continues this run's last complete checkpoint only.
-    arguments = {
-        "model": asdict(model_args),
-        "data": asdict(data_args),
-        "masking": asdict(masking_args),
-        "training": training_args.to_dict(),
-    }
-    identity = run_identity(arguments, global_train_batch_size(training_args), fingerprint)
+    arguments = run_arguments(model_args, data_args, masking_args, training_args)
+    identity = arguments_identity(
+        model_args, data_args, masking_args, training_args, training_args.world_size, fingerprint
+    )
     new_folder = not Path(training_args.output_dir).exists()
     lock = lock_output_dir(training_args.output_dir) if training_args.should_save else None
     try:
@@ -390,7 +375,7 @@ def card_facts(trainer, results: dict, metadata: DatasetMetadata, collator, mode
         data_fingerprint=results["data"]["fingerprint"],
         split=describe_split(metadata),
         metrics={"validation": results["validation"], "test": results["test"]},
-        masking=describe_masking(collator),
+        masking=collator.masking.describe(),
         recipe=f"`{results['recipe']}`",
         command=results["command"],
         seed=args.seed,
@@ -459,5 +444,26 @@ def check_reload(
                 args.output_dir, difference, evaluation_precision_name(args))  # fmt: skip
 
 
-def global_train_batch_size(args: ExpressionTrainingArguments) -> int:
-    return args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+def run_arguments(model_args, data_args, masking_args, training_args: ExpressionTrainingArguments) -> dict:
+    """A run's arguments by group, as `results.json` records them."""
+    return {
+        "model": asdict(model_args),
+        "data": asdict(data_args),
+        "masking": asdict(masking_args),
+        "training": training_args.to_dict(),
+    }
+
+
+def arguments_identity(
+    model_args,
+    data_args,
+    masking_args,
+    training_args: ExpressionTrainingArguments,
+    world_size: int,
+    data_fingerprint: str,
+) -> dict:
+    """The identity (`checkpoints.run_identity`) of the run these arguments make on `world_size` processes: what a
+    run claims its output folder with, and what a study expects a finished cell's `results.json` to carry."""
+    global_batch = training_args.per_device_train_batch_size * world_size * training_args.gradient_accumulation_steps
+    arguments = run_arguments(model_args, data_args, masking_args, training_args)
+    return run_identity(arguments, global_batch, data_fingerprint)

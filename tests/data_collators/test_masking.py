@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerState, TrainingArguments
 
-from expression_perceiver.data_collators import MaskingCollator, MaskingEpochCallback
+from expression_perceiver.data_collators import MaskingCollator, MaskingEpochCallback, MaskingSettings
 from expression_perceiver.modeling import (
     AminoAcidTokenizer,
     DNAPerceiverConfig,
@@ -86,7 +86,10 @@ LENGTHS = [37, 50, 64, 23]
 )
 def test_training_batch_matches_reference(tokenizer, strategy, mode, mask_length, num_spans):
     collator = MaskingCollator(
-        tokenizer, strategy=strategy, mode=mode, mask_length=mask_length, num_spans=num_spans, seed=7, epoch=3
+        tokenizer,
+        MaskingSettings(strategy=strategy, mode=mode, mask_length=mask_length, num_spans=num_spans),
+        seed=7,
+        epoch=3,
     )
     examples = dna_examples(LENGTHS)
     batch = collator(examples)
@@ -104,7 +107,9 @@ def test_training_batch_matches_reference(tokenizer, strategy, mode, mask_length
 @pytest.mark.parametrize("strategy", ["random_span", "first", "middle", "last"])
 def test_fractional_spans_match_reference_with_each_sequence_its_own_length(tokenizer, strategy, mode):
     fraction = 0.3
-    collator = MaskingCollator(tokenizer, strategy=strategy, mode=mode, mask_fraction=fraction, seed=7, epoch=3)
+    collator = MaskingCollator(
+        tokenizer, MaskingSettings(strategy=strategy, mode=mode, mask_fraction=fraction), seed=7, epoch=3
+    )
     examples = dna_examples(LENGTHS)
     batch = collator(examples)
     covered = []
@@ -125,31 +130,35 @@ def test_fractional_spans_match_reference_with_each_sequence_its_own_length(toke
 )  # fmt: skip
 def test_fraction_errors(tokenizer, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        MaskingCollator(tokenizer, strategy="first", **kwargs)
+        MaskingCollator(tokenizer, MaskingSettings(strategy="first", **kwargs))
 
 
 @pytest.mark.parametrize("mode", ["mask", "drop"])
 def test_strategy_none_only_pads(tokenizer, mode):
     examples = dna_examples(LENGTHS)
-    batch = MaskingCollator(tokenizer, mode=mode)(examples)
+    batch = MaskingCollator(tokenizer, MaskingSettings(mode=mode))(examples)
     expected_ids, expected_mask = reference_batch([ex["sequence"] for ex in examples], [set()] * 4, mode)
     assert torch.equal(batch["input_ids"], expected_ids) and torch.equal(batch["attention_mask"], expected_mask)
 
 
 def test_default_mask_lengths(tokenizer):
-    assert MaskingCollator(tokenizer, strategy="random_span").mask_length == 1_000
+    assert MaskingCollator(tokenizer, MaskingSettings(strategy="random_span")).mask_length == 1_000
     for strategy in ("first", "middle", "last"):
-        assert MaskingCollator(tokenizer, strategy=strategy).mask_length == 10_000
-    assert MaskingCollator(tokenizer, strategy="middle", mask_length=5).mask_length == 5
+        assert MaskingCollator(tokenizer, MaskingSettings(strategy=strategy)).mask_length == 10_000
+    assert MaskingCollator(tokenizer, MaskingSettings(strategy="middle", mask_length=5)).mask_length == 5
 
 
 def test_xpresso_window_spans(tokenizer):
     """The study's settings on a 20,000-base window: a 1,000-base run, or half the window."""
     examples = dna_examples([20_000], first_idx=0)
     for strategy, expected in [("first", (0, 10_000)), ("middle", (5_000, 15_000)), ("last", (10_000, 20_000))]:
-        masked = torch.nonzero(MaskingCollator(tokenizer, strategy=strategy)(examples)["input_ids"][0] == MASK)
+        masked = torch.nonzero(
+            MaskingCollator(tokenizer, MaskingSettings(strategy=strategy))(examples)["input_ids"][0] == MASK
+        )
         assert (int(masked.min()), int(masked.max()) + 1, len(masked)) == (*expected, 10_000)
-    masked = torch.nonzero(MaskingCollator(tokenizer, strategy="random_span")(examples)["input_ids"][0] == MASK)
+    masked = torch.nonzero(
+        MaskingCollator(tokenizer, MaskingSettings(strategy="random_span"))(examples)["input_ids"][0] == MASK
+    )
     assert len(masked) == 1_000 and int(masked.max() - masked.min()) == 999
 
 
@@ -163,7 +172,7 @@ def test_spans_never_cover_padding(tokenizer, strategy):
         ids = [DNA_IDS[b] for b in random_dna(valid, rng)] + [PAD] * (n - valid)
         examples.append({"input_ids": ids, "attention_mask": [1] * valid + [0] * (n - valid), "idx": i})
     for seed in range(20):
-        batch = MaskingCollator(tokenizer, strategy=strategy, mask_length=9, seed=seed)(examples)
+        batch = MaskingCollator(tokenizer, MaskingSettings(strategy=strategy, mask_length=9), seed=seed)(examples)
         hidden = batch["input_ids"] == MASK
         assert not (hidden & (batch["attention_mask"] == 0)).any()
         lengths = batch["attention_mask"].sum(1)
@@ -177,14 +186,14 @@ def test_spans_never_cover_padding(tokenizer, strategy):
 def test_short_sequence_is_clipped_in_mask_mode(tokenizer):
     examples = dna_examples([6, 30])
     for strategy in ("random_span", "first", "middle", "last"):
-        batch = MaskingCollator(tokenizer, strategy=strategy, mask_length=10)(examples)
+        batch = MaskingCollator(tokenizer, MaskingSettings(strategy=strategy, mask_length=10))(examples)
         assert (batch["input_ids"][0, :6] == MASK).all() and (batch["input_ids"][0, 6:] == PAD).all()
         assert int((batch["input_ids"][1] == MASK).sum()) == 10
 
 
 @pytest.mark.parametrize("strategy", ["random_span", "first", "middle", "last"])
 def test_drop_mode_refuses_to_empty_a_sequence(tokenizer, strategy):
-    collator = MaskingCollator(tokenizer, strategy=strategy, mode="drop", mask_length=10)
+    collator = MaskingCollator(tokenizer, MaskingSettings(strategy=strategy, mode="drop", mask_length=10))
     with pytest.raises(ValueError, match=r"idx=101.*length is 10"):
         collator(dna_examples([30, 10]))
     with pytest.raises(ValueError, match="batch position 1"):
@@ -194,7 +203,7 @@ def test_drop_mode_refuses_to_empty_a_sequence(tokenizer, strategy):
 @pytest.mark.parametrize("strategy", ["random_span", "first", "middle", "last"])
 def test_evaluation_mask_mode_is_untouched(tokenizer, strategy):
     examples = dna_examples(LENGTHS)
-    evaluation = MaskingCollator(tokenizer, strategy=strategy, mask_length=8).for_evaluation()
+    evaluation = MaskingCollator(tokenizer, MaskingSettings(strategy=strategy, mask_length=8)).for_evaluation()
     assert evaluation.training is False
     expected = MaskingCollator(tokenizer)(examples)
     batch = evaluation(examples)
@@ -205,7 +214,7 @@ def test_evaluation_mask_mode_is_untouched(tokenizer, strategy):
 @pytest.mark.parametrize("strategy", ["first", "middle", "last"])
 def test_evaluation_drop_mode_crops_like_training(tokenizer, strategy):
     examples = dna_examples(LENGTHS)
-    training = MaskingCollator(tokenizer, strategy=strategy, mode="drop", mask_length=12, epoch=4)
+    training = MaskingCollator(tokenizer, MaskingSettings(strategy=strategy, mode="drop", mask_length=12), epoch=4)
     train_batch, eval_batch = training(examples), training.for_evaluation()(examples)
     assert torch.equal(train_batch["input_ids"], eval_batch["input_ids"])
     assert torch.equal(train_batch["attention_mask"], eval_batch["attention_mask"])
@@ -215,7 +224,7 @@ def test_evaluation_random_span_drop_is_fixed_across_epochs(tokenizer):
     examples = dna_examples([60] * 4)
     batches = [
         MaskingCollator(
-            tokenizer, strategy="random_span", mode="drop", mask_length=8, seed=5, epoch=epoch
+            tokenizer, MaskingSettings(strategy="random_span", mode="drop", mask_length=8), seed=5, epoch=epoch
         ).for_evaluation()(examples)
         for epoch in (0, 1, 9)
     ]
@@ -229,8 +238,10 @@ def test_evaluation_random_span_drop_is_fixed_across_epochs(tokenizer):
 
 def test_mask_token_n_or_mask(tokenizer):
     examples = dna_examples([30])
-    with_n = MaskingCollator(tokenizer, strategy="first", mask_length=5, mask_token="N")(examples)["input_ids"][0]
-    with_mask = MaskingCollator(tokenizer, strategy="first", mask_length=5)(examples)["input_ids"][0]
+    with_n = MaskingCollator(tokenizer, MaskingSettings(strategy="first", mask_length=5, mask_token="N"))(examples)[
+        "input_ids"
+    ][0]
+    with_mask = MaskingCollator(tokenizer, MaskingSettings(strategy="first", mask_length=5))(examples)["input_ids"][0]
     assert (with_n[:5] == N).all() and (with_mask[:5] == MASK).all()
     assert torch.equal(with_n[5:], with_mask[5:])
 
@@ -239,7 +250,12 @@ def test_reproducibility_seed_and_epoch(tokenizer):
     examples = dna_examples([200] * 8)
 
     def hidden(**kwargs):
-        return MaskingCollator(tokenizer, strategy="random_span", mask_length=10, **kwargs)(examples)["input_ids"] == 4
+        return (
+            MaskingCollator(tokenizer, MaskingSettings(strategy="random_span", mask_length=10), **kwargs)(examples)[
+                "input_ids"
+            ]
+            == 4
+        )
 
     assert torch.equal(hidden(seed=1, epoch=2), hidden(seed=1, epoch=2))
     assert not torch.equal(hidden(seed=1, epoch=2), hidden(seed=1, epoch=3))
@@ -248,7 +264,7 @@ def test_reproducibility_seed_and_epoch(tokenizer):
 
 def test_masks_follow_idx_not_batch_position(tokenizer):
     examples = dna_examples([100, 120, 90])
-    collator = MaskingCollator(tokenizer, strategy="random_span", mask_length=7, seed=3)
+    collator = MaskingCollator(tokenizer, MaskingSettings(strategy="random_span", mask_length=7), seed=3)
     forward, backward = collator(examples), collator(examples[::-1])
     for i in range(3):
         row = forward["input_ids"][i][forward["attention_mask"][i].bool()]
@@ -259,7 +275,7 @@ def test_masks_follow_idx_not_batch_position(tokenizer):
 def test_examples_without_idx_are_keyed_by_content(tokenizer):
     rng = np.random.default_rng(4)
     sequences = [random_dna(300, rng) for _ in range(3)]
-    collator = MaskingCollator(tokenizer, strategy="random_span", mask_length=10)
+    collator = MaskingCollator(tokenizer, MaskingSettings(strategy="random_span", mask_length=10))
     alone = collator([{"sequence": sequences[1]}])["input_ids"][0]
     among = collator([{"sequence": s} for s in sequences])["input_ids"]
     assert torch.equal(alone, among[1])
@@ -289,7 +305,9 @@ def masks_by_idx(loader) -> dict[int, torch.Tensor]:
 
 def test_masks_independent_of_workers_and_batching(tokenizer):
     dataset = DNADataset(12)
-    collator = MaskingCollator(tokenizer, strategy="random_span", mask_length=9, num_spans=2, seed=21, epoch=1)
+    collator = MaskingCollator(
+        tokenizer, MaskingSettings(strategy="random_span", mask_length=9, num_spans=2), seed=21, epoch=1
+    )
     single = masks_by_idx(DataLoader(dataset, batch_size=4, num_workers=0, collate_fn=collator))
     workers = masks_by_idx(DataLoader(dataset, batch_size=3, num_workers=2, collate_fn=collator, shuffle=True))
     assert single.keys() == workers.keys() == set(range(12))
@@ -298,7 +316,7 @@ def test_masks_independent_of_workers_and_batching(tokenizer):
 
 
 def test_epoch_callback(tokenizer):
-    collator = MaskingCollator(tokenizer, strategy="random_span")
+    collator = MaskingCollator(tokenizer, MaskingSettings(strategy="random_span"))
     callback = MaskingEpochCallback(collator)
     args = TrainingArguments(output_dir="unused", report_to="none", use_cpu=True)  # creates no directory
     callback.on_epoch_begin(args, TrainerState(epoch=3.0), None)
@@ -334,7 +352,7 @@ class MaskRecorder(nn.Module):
 def test_trainer_workers_see_each_epoch(tokenizer, tmp_path):
     """With the callback, epoch e of a `Trainer` run (2 re-created workers, shuffled) masks as `epoch=e` does."""
     dataset = DNADataset(8)
-    collator = MaskingCollator(tokenizer, strategy="random_span", mask_length=10, seed=1)
+    collator = MaskingCollator(tokenizer, MaskingSettings(strategy="random_span", mask_length=10), seed=1)
     model = MaskRecorder()
     args = TrainingArguments(
         output_dir=str(tmp_path),
@@ -353,9 +371,9 @@ def test_trainer_workers_see_each_epoch(tokenizer, tmp_path):
     ).train()
     seen = [{**model.seen[2 * epoch], **model.seen[2 * epoch + 1]} for epoch in range(3)]
     for epoch in range(3):
-        batch = MaskingCollator(tokenizer, strategy="random_span", mask_length=10, seed=1, epoch=epoch)(
-            [dataset[i] for i in range(8)]
-        )
+        batch = MaskingCollator(
+            tokenizer, MaskingSettings(strategy="random_span", mask_length=10), seed=1, epoch=epoch
+        )([dataset[i] for i in range(8)])
         assert seen[epoch] == dict(enumerate((batch["input_ids"] == MASK).int().argmax(dim=1).tolist()))
     assert seen[0] != seen[1]
 
@@ -380,7 +398,7 @@ def test_labels_and_features(tokenizer):
 def test_ids_sequences_lists_and_tensors_agree(tokenizer):
     sequence = "ACGTNacgtR"
     ids = tokenizer(sequence)["input_ids"]
-    collator = MaskingCollator(tokenizer, strategy="first", mask_length=3)
+    collator = MaskingCollator(tokenizer, MaskingSettings(strategy="first", mask_length=3))
     batches = [
         collator([{"sequence": sequence}]),
         collator([{"input_ids": ids}]),
@@ -393,7 +411,7 @@ def test_ids_sequences_lists_and_tensors_agree(tokenizer):
 
 def test_protein_fields_are_padded_not_masked(tokenizer):
     proteins = AminoAcidTokenizer()
-    collator = MaskingCollator(tokenizer, strategy="first", mask_length=4, protein_tokenizer=proteins)
+    collator = MaskingCollator(tokenizer, MaskingSettings(strategy="first", mask_length=4), protein_tokenizer=proteins)
     batch = collator(
         [
             {"sequence": "ACGTACGT", "protein_sequence": "MKV*"},
@@ -409,7 +427,9 @@ def test_protein_fields_are_padded_not_masked(tokenizer):
 
 def test_protein_inputs_can_be_masked():
     proteins = AminoAcidTokenizer()
-    batch = MaskingCollator(proteins, strategy="last", mode="drop", mask_length=2)([{"sequence": "MKVLW"}])
+    batch = MaskingCollator(proteins, MaskingSettings(strategy="last", mode="drop", mask_length=2))(
+        [{"sequence": "MKVLW"}]
+    )
     assert batch["input_ids"].tolist() == [proteins("MKV")["input_ids"]]
 
 
@@ -438,11 +458,11 @@ def test_nan_is_rejected_naming_the_example(tokenizer, field):
 )
 def test_configuration_errors(tokenizer, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        MaskingCollator(tokenizer, **kwargs)
+        MaskingCollator(tokenizer, MaskingSettings(**kwargs))
 
 
 def test_collator_pickles_for_worker_processes(tokenizer):
-    collator = MaskingCollator(tokenizer, strategy="random_span", mask_length=5, seed=2)
+    collator = MaskingCollator(tokenizer, MaskingSettings(strategy="random_span", mask_length=5), seed=2)
     examples = dna_examples([40, 30])
     assert torch.equal(pickle.loads(pickle.dumps(collator))(examples)["input_ids"], collator(examples)["input_ids"])
 
@@ -457,7 +477,7 @@ def test_batch_runs_through_dna_perceiver(tokenizer, mode):
         {"sequence": random_dna(n, rng), "label": float(i), "features": rng.normal(size=8).tolist(), "idx": i}
         for i, n in enumerate([2000, 1500, 1800])
     ]
-    batch = MaskingCollator(tokenizer, strategy="random_span", mode=mode, mask_length=300)(examples)
+    batch = MaskingCollator(tokenizer, MaskingSettings(strategy="random_span", mode=mode, mask_length=300))(examples)
     output = model(**batch)
     assert output.logits.shape == (3, 1) and torch.isfinite(output.loss)
     output.loss.backward()

@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from expression_perceiver.study.spec import Masking, load_study, load_study_dir, save_study_copy
-from expression_perceiver.training.run import parse_arguments
+from expression_perceiver.data_collators import MaskingCollator, MaskingSettings
+from expression_perceiver.modeling import NucleotideTokenizer
+from expression_perceiver.study.spec import cell_key, load_study, load_study_dir, save_study_copy, study_masking
+from expression_perceiver.training.run import masking_collator, parse_arguments
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 STUDIES = sorted((REPOSITORY / "studies").glob("*.yaml"))
@@ -68,7 +70,10 @@ def test_fractions_overrides_and_recipes_reach_the_cell_arguments(tmp_path):
         ({"seeds": 0}, "seeds must be a count >= 1"),
         ({"seeds": [1, 1]}, "repeat a seed"),
         ({"reference": "baseline"}, "reference 'baseline' is not a table row"),
-        ({"table": [{"name": "none"}, {"name": "x", "strategy": "sideways", "mask_length": 3}]}, "table[1]: strategy"),
+        (
+            {"table": [{"name": "none"}, {"name": "x", "strategy": "sideways", "mask_length": 3}]},
+            "table[1]: unknown masking strategy 'sideways'",
+        ),
         ({"table": [{"name": "none"}, {"name": "x", "strategy": "first"}]}, "needs a mask_length or a mask_fraction"),
         ({"table": [{"name": "none"}, {"name": "x", "strategy": "first", "mask_length": [1, 2]}]}, "one mask size"),
         ({"figure": [{"strategy": "last", "mask_fraction": [0.5, 1.5]}]}, "figure[0]: mask_fraction must lie"),
@@ -95,8 +100,25 @@ def test_the_study_copy_reproduces_the_cells_wherever_the_folder_moves(tmp_path)
 
 
 def test_mask_sizes_of_zero_are_no_masking():
-    assert Masking("random_span", length=0).key == "none" and Masking("last", "drop", fraction=0).is_none
-    assert Masking("first", "drop", fraction=0.25).key == "first-drop-f0.25"
+    assert study_masking("random_span", length=0) == MaskingSettings() == study_masking("last", "drop", fraction=0)
+    assert cell_key(study_masking("random_span", length=0)) == "none"
+    assert cell_key(study_masking("first", "drop", fraction=0.25)) == "first-drop-f0.25"
+
+
+def test_a_study_files_masking_reaches_the_collator_as_the_same_settings(tmp_path):
+    # The study file's entry becomes MaskingSettings; the cell's flags parse back into the same settings, which the
+    # training run hands to the collator unchanged.
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(
+        "seeds: 1\ntable:\n  - {name: none, strategy: none}\n"
+        "  - {name: last quarter, strategy: last, mode: drop, mask_fraction: 0.25}\n"
+    )
+    study = load_study(study_file, output_dir=str(tmp_path / "out"), check_data=False)
+    cell = next(cell for cell in study.cells() if cell.masking.strategy == "last")
+    assert cell.masking == MaskingSettings("last", "drop", mask_fraction=0.25)
+    _, _, masking_args, _, _ = parse_arguments(list(cell.argv))
+    collator = masking_collator(masking_args, NucleotideTokenizer(), "dna_perceiver", seed=0)
+    assert isinstance(collator, MaskingCollator) and collator.masking == cell.masking
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=[p.name for p in STUDIES])
