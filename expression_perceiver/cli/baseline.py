@@ -1,11 +1,13 @@
 """`expression-perceiver baseline`: the k-mer ridge baseline (`training.baseline`) on a dataset or a table."""
 
+import argparse
+import json
 from pathlib import Path
 
-from .prepare import add_table_arguments
+from .prepare import add_table_arguments, split_spec, table_source
 
 
-def add_baseline_parser(subparsers) -> None:
+def add_baseline_parser(subparsers: argparse._SubParsersAction) -> None:
     """Adds `baseline`: the k-mer ridge baseline on a prepared dataset or on a table read and split exactly as
     `prepare table` reads and splits it, printing the metrics and writing them as JSON."""
     parser = subparsers.add_parser("baseline", help="ridge regression on k-mer frequencies (the reference baseline)")
@@ -23,7 +25,30 @@ def add_baseline_parser(subparsers) -> None:
     parser.set_defaults(run=run_baseline)
 
 
-def run_baseline(args) -> int:
-    from ..training.baseline import run_baseline_command
+def _baseline_results(args: argparse.Namespace) -> dict:
+    """The baseline on --dataset-dir, or on --table read and split with `prepare table`'s options."""
+    from ..data import DataError
+    from ..training.baseline import baseline_on_dataset_dir, baseline_on_table
 
-    return run_baseline_command(args)
+    if args.dataset_dir is not None:
+        return baseline_on_dataset_dir(args.dataset_dir, args.k, args.alphas)
+    if args.alphabet is None:
+        raise DataError("--alphabet (dna or protein) is needed with --table")
+    return baseline_on_table(table_source(args), split_spec(args), args.k, args.alphas)
+
+
+def _write_results(results: dict, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def run_baseline(args: argparse.Namespace) -> int:
+    """Runs a parsed `baseline` command: prints the test scores and, with --output, writes the results as JSON."""
+    from ..training.baseline import summary_lines
+
+    results = _baseline_results(args)
+    for line in summary_lines(results):
+        print(line)
+    if args.output is not None:
+        _write_results(results, args.output)
+    return 0

@@ -11,10 +11,20 @@ Outputs are written atomically: into a temporary folder beside the target, renam
 nothing half-written is left. Bad input ends with one line on stderr and exit code 2.
 """
 
-import argparse
-from pathlib import Path
+from __future__ import annotations
 
-from ..formats import DEFAULT_PROTEIN_MAX_LENGTH, XPRESSO_BEST_WINDOW, XPRESSO_FEATURE_NAMES
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..formats import DEFAULT_PROTEIN_MAX_LENGTH, XPRESSO_BEST_WINDOW, XPRESSO_FEATURE_NAMES, XPRESSO_FULL_WINDOW
+
+if TYPE_CHECKING:  # the data layer is imported when a command runs
+    from ..data import LabelSpec, SplitSpec
+    from ..data.prepare import ProteinTableSource, TableSource
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -170,7 +180,197 @@ def add_table_arguments(parser: argparse.ArgumentParser, alphabet_required: bool
     _add_split_arguments(parser)
 
 
-def run_prepare(args: argparse.Namespace) -> int:
-    from ..data.prepare import run_prepare
+# From the parsed arguments to the data layer's options. Each translation checks what only the command line can get
+# wrong (flags given together, sentinel values), naming the flags; the data layer is imported when a command runs.
 
-    return run_prepare(args)
+
+def window_option(args: argparse.Namespace) -> tuple[int, int] | None:
+    """The window to keep, or None for the whole one."""
+    from ..data import DataError
+
+    if args.full_window:
+        return None
+    start, end = args.window
+    if not 0 <= start < end <= XPRESSO_FULL_WINDOW[1]:
+        raise DataError(f"--window {start} {end}: must satisfy 0 <= START < END <= {XPRESSO_FULL_WINDOW[1]:,}")
+    return start, end
+
+
+def label_spec(args: argparse.Namespace) -> LabelSpec:
+    """The label columns and transform of --label-column, --log10, --pseudocount and --drop-missing-labels."""
+    from ..data import DataError, LabelSpec
+
+    if args.pseudocount and not args.log10:
+        raise DataError("--pseudocount is only used with --log10")
+    return LabelSpec(tuple(args.label_column or ["label"]), args.log10, args.pseudocount, args.drop_missing_labels)
+
+
+def split_spec(args: argparse.Namespace) -> SplitSpec:
+    """The split of --split, --seed, --fractions and the held-out chromosomes."""
+    from ..data import DataError, SplitSpec
+
+    try:
+        return SplitSpec(
+            method=args.split,
+            fractions=tuple(args.fractions),
+            seed=args.seed,
+            validation_chromosomes=tuple(args.validation_chromosomes),
+            test_chromosomes=tuple(args.test_chromosomes),
+        )
+    except ValueError as error:
+        raise DataError(f"split options: {error}") from None
+
+
+def max_length_option(args: argparse.Namespace) -> int | None:
+    """--max-length as a limit: unset, the alphabet's default; 0, None (no limit)."""
+    from ..data import DataError
+
+    if args.max_length is None:
+        return DEFAULT_PROTEIN_MAX_LENGTH if args.alphabet == "protein" else None
+    if args.max_length < 0:
+        raise DataError(f"--max-length {args.max_length}: must be >= 0 (0 for no limit)")
+    return args.max_length or None
+
+
+def table_source(args: argparse.Namespace) -> TableSource:
+    """The table of `prepare table` and `baseline --table` (the options of `add_table_arguments`)."""
+    from ..data.prepare import TableSource
+
+    max_length = max_length_option(args)  # a bad limit stops before any file is read
+    return TableSource(
+        path=args.table,
+        alphabet=args.alphabet,
+        id_column=args.id_column,
+        sequence_column=args.sequence_column,
+        labels=label_spec(args),
+        feature_columns=tuple(args.feature_column),
+        chrom_column=args.chrom_column,
+        max_length=max_length,
+    )
+
+
+def _protein_label_spec(args: argparse.Namespace) -> LabelSpec | None:
+    """The protein labels of --protein-label-column, --protein-log10 and --protein-pseudocount, if any."""
+    from ..data import DataError, LabelSpec
+
+    if not args.protein_label_column:
+        if args.protein_log10 or args.protein_pseudocount:
+            raise DataError("--protein-log10 and --protein-pseudocount need --protein-label-column")
+        return None
+    if args.protein_pseudocount and not args.protein_log10:
+        raise DataError("--protein-pseudocount is only used with --protein-log10")
+    return LabelSpec(
+        tuple(args.protein_label_column), args.protein_log10, args.protein_pseudocount, args.drop_missing_labels
+    )
+
+
+def protein_source(args: argparse.Namespace) -> ProteinTableSource | None:
+    """The proteins to join onto the promoter table, or None without --protein-table."""
+    from ..data import DataError
+    from ..data.prepare import ProteinTableSource
+
+    if args.protein_table is None:
+        if args.protein_label_column or args.protein_log10 or args.protein_pseudocount:
+            raise DataError("--protein-label-column, --protein-log10 and --protein-pseudocount need --protein-table")
+        return None
+    if args.alphabet != "dna":
+        raise DataError("--protein-table joins proteins onto promoters: the table needs --alphabet dna")
+    if args.protein_max_length < 0:
+        raise DataError(f"--protein-max-length {args.protein_max_length}: must be >= 0 (0 for no limit)")
+    return ProteinTableSource(
+        path=args.protein_table,
+        id_column=args.protein_id_column,
+        sequence_column=args.protein_sequence_column,
+        labels=_protein_label_spec(args),
+        max_length=args.protein_max_length or None,
+    )
+
+
+def _prepare_xpresso(args: argparse.Namespace) -> None:
+    from ..data.prepare import prepare_xpresso
+
+    prepare_xpresso(args.folder, args.output, window=window_option(args), overwrite=args.overwrite)
+
+
+def _prepare_genome(args: argparse.Namespace) -> None:
+    from ..data.prepare import GenomeSource, prepare_genome
+
+    window = window_option(args)
+    source = GenomeSource(
+        genome=args.genome,
+        bed=args.bed,
+        label_table=args.labels,
+        id_column=args.id_column,
+        labels=label_spec(args),
+        half_life=args.half_life,
+        half_life_columns=tuple(args.half_life_columns),
+    )
+    prepare_genome(
+        source,
+        args.output,
+        h5_dir=args.h5_dir,
+        window=window,
+        split=split_spec(args),
+        overwrite=args.overwrite,
+    )
+
+
+def _prepare_table(args: argparse.Namespace) -> None:
+    from ..data.prepare import prepare_table
+
+    source, proteins, split = table_source(args), protein_source(args), split_spec(args)
+    prepare_table(source, args.output, split=split, proteins=proteins, overwrite=args.overwrite)
+
+
+def _prepare_fasta(args: argparse.Namespace) -> None:
+    from ..data.prepare import FastaSource, prepare_fasta
+
+    max_length = max_length_option(args)  # a bad limit stops before any file is read
+    source = FastaSource(
+        path=args.fasta,
+        label_table=args.labels,
+        alphabet=args.alphabet,
+        id_column=args.id_column,
+        labels=label_spec(args),
+        feature_columns=tuple(args.feature_column),
+        max_length=max_length,
+    )
+    prepare_fasta(source, args.output, split=split_spec(args), overwrite=args.overwrite)
+
+
+PREPARE_COMMANDS = {
+    "xpresso": _prepare_xpresso,
+    "genome": _prepare_genome,
+    "table": _prepare_table,
+    "fasta": _prepare_fasta,
+}
+
+
+@contextmanager
+def _progress_bars_at_a_terminal() -> Iterator[None]:
+    """datasets' progress bars while the block runs only when stderr is a terminal: in logs and pipes they would
+    bury the one line that matters."""
+    import datasets
+
+    show_progress = sys.stderr.isatty()
+    progress_was_enabled = datasets.is_progress_bar_enabled()
+    if not show_progress:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if progress_was_enabled and not show_progress:
+            datasets.enable_progress_bars()
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    """Runs a parsed `prepare` command; bad input is one line on stderr and exit code 2."""
+    from ..data import DataError
+
+    with _progress_bars_at_a_terminal():
+        try:
+            PREPARE_COMMANDS[args.prepare_command](args)
+        except (DataError, FileExistsError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    return 0

@@ -1,26 +1,31 @@
-"""What `expression-perceiver prepare ...` does (its arguments: `cli/prepare.py`): biologists' files to a saved
-`datasets.DatasetDict` (and Xpresso HDF5).
+"""What `expression-perceiver prepare ...` does (its arguments, and their translation into the options below:
+`cli/prepare.py`): biologists' files to a saved `datasets.DatasetDict` (and Xpresso HDF5).
 
-Subcommands:
-    xpresso  a folder with train.h5 / valid.h5 / test.h5 -> dataset (the files' own splits)
-    genome   genome FASTA + promoter BED + labels [+ half-life features] -> dataset and/or Xpresso HDF5 files
-    table    TSV/CSV with id, sequence and label columns -> dataset; with --protein-table, promoters joined by gene
-             id with their proteins (and optionally protein labels) -> a dataset for the Protein&DNAPerceiver
-    fasta    FASTA + label table joined by id -> dataset
+Sources:
+    xpresso  a folder with train.h5 / valid.h5 / test.h5 -> dataset (the files' own splits): `prepare_xpresso`
+    genome   genome FASTA + promoter BED + labels [+ half-life features] -> dataset and/or Xpresso HDF5 files:
+             `prepare_genome` with a `GenomeSource`
+    table    TSV/CSV with id, sequence and label columns -> dataset: `prepare_table` with a `TableSource`; with a
+             `ProteinTableSource`, promoters joined by gene id with their proteins (and optionally protein labels)
+             -> a dataset for the Protein&DNAPerceiver
+    fasta    FASTA + label table joined by id -> dataset: `prepare_fasta` with a `FastaSource`
 
-Outputs are written atomically: into a temporary folder beside the target, renamed at the end; after an error
-nothing half-written is left. Bad input ends with one line on stderr and exit code 2.
+Labels are read as a `LabelSpec` says and split as a `SplitSpec` says. Outputs are written atomically: into a
+temporary folder beside the target, renamed at the end; after an error nothing half-written is left. Bad input is a
+`DataError`, an existing output without `overwrite` a `FileExistsError` (checked before any work). Each function
+prints what it wrote.
 """
 
-import argparse
-import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
 
+from ..formats import DEFAULT_PROTEIN_MAX_LENGTH, XPRESSO_BEST_WINDOW, XPRESSO_FEATURE_NAMES, XPRESSO_FULL_WINDOW
 from .dataset_dict import (
     SPLIT_NAMES,
     DatasetMetadata,
@@ -36,8 +41,7 @@ from .dataset_dict import (
 from .errors import DataError, ReadReport, file_label
 from .genome import Genome, PromoterWindow, iter_promoter_records, read_promoter_bed, select_promoter_windows
 from .tables import (
-    DEFAULT_PROTEIN_MAX_LENGTH,
-    LabelRow,
+    Alphabet,
     LabelSpec,
     ProteinTable,
     read_fasta_with_labels,
@@ -47,7 +51,6 @@ from .tables import (
     read_sequence_table,
 )
 from .xpresso import (
-    XPRESSO_FULL_WINDOW,
     XPRESSO_SPLIT_FILES,
     XpressoH5File,
     XpressoH5Writer,
@@ -55,42 +58,77 @@ from .xpresso import (
     xpresso_split_files,
 )
 
-
-def _window(args: argparse.Namespace) -> tuple[int, int] | None:
-    """The window to keep, or None for the whole one."""
-    if args.full_window:
-        return None
-    start, end = args.window
-    if not 0 <= start < end <= XPRESSO_FULL_WINDOW[1]:
-        raise DataError(f"--window {start} {end}: must satisfy 0 <= START < END <= {XPRESSO_FULL_WINDOW[1]:,}")
-    return start, end
+Window = tuple[int, int]  # (start, end) indices into the 20,000-base Xpresso window, TSS at 10,000
+DEFAULT_SPLIT = SplitSpec()  # random by gene, 80/10/10, seed 0: `prepare`'s default
 
 
-def _label_spec(args: argparse.Namespace) -> LabelSpec:
-    if args.pseudocount and not args.log10:
-        raise DataError("--pseudocount is only used with --log10")
-    return LabelSpec(tuple(args.label_column or ["label"]), args.log10, args.pseudocount, args.drop_missing_labels)
+@dataclass(frozen=True)
+class TableSource:
+    """A TSV/CSV table (optionally gzip) of ids, sequences and labels in named columns, and how to read it.
+
+    `max_length` truncates longer sequences (counted in the report); None keeps every sequence whole.
+    """
+
+    path: Path
+    alphabet: Alphabet
+    id_column: str = "gene_id"
+    sequence_column: str = "sequence"
+    labels: LabelSpec = LabelSpec()
+    feature_columns: tuple[str, ...] = ()
+    chrom_column: str | None = None
+    max_length: int | None = None
 
 
-def _split_spec(args: argparse.Namespace) -> SplitSpec:
-    try:
-        return SplitSpec(
-            method=args.split,
-            fractions=tuple(args.fractions),
-            seed=args.seed,
-            validation_chromosomes=tuple(args.validation_chromosomes),
-            test_chromosomes=tuple(args.test_chromosomes),
+@dataclass(frozen=True)
+class ProteinTableSource:
+    """A TSV/CSV table of proteins by gene id to join onto a promoter `TableSource` (see `read_protein_table`).
+
+    With `labels`, each protein's label(s) become outputs after the promoter labels. `max_length` truncates longer
+    proteins (counted in the report); None keeps every protein whole.
+    """
+
+    path: Path
+    id_column: str = "gene_id"
+    sequence_column: str = "sequence"
+    labels: LabelSpec | None = None
+    max_length: int | None = DEFAULT_PROTEIN_MAX_LENGTH
+
+    def read(self) -> ProteinTable:
+        return read_protein_table(
+            self.path,
+            id_column=self.id_column,
+            sequence_column=self.sequence_column,
+            labels=self.labels,
+            max_length=self.max_length,
         )
-    except ValueError as error:
-        raise DataError(f"split options: {error}") from None
 
 
-def _max_length(args: argparse.Namespace) -> int | None:
-    if args.max_length is None:
-        return DEFAULT_PROTEIN_MAX_LENGTH if args.alphabet == "protein" else None
-    if args.max_length < 0:
-        raise DataError(f"--max-length {args.max_length}: must be >= 0 (0 for no limit)")
-    return args.max_length or None
+@dataclass(frozen=True)
+class GenomeSource:
+    """Promoter windows cut from a genome FASTA at the windows of a BED file, with labels by gene id from
+    `label_table` and, with `half_life`, mRNA half-life features by gene id from that table's `half_life_columns`."""
+
+    genome: Path
+    bed: Path
+    label_table: Path
+    id_column: str = "gene_id"
+    labels: LabelSpec = LabelSpec()
+    half_life: Path | None = None
+    half_life_columns: tuple[str, ...] = XPRESSO_FEATURE_NAMES
+
+
+@dataclass(frozen=True)
+class FastaSource:
+    """A FASTA file (the id is the header's first word) joined by id with a TSV/CSV table of labels (and optionally
+    numeric feature columns). `max_length` truncates longer sequences; None keeps every sequence whole."""
+
+    path: Path
+    label_table: Path
+    alphabet: Alphabet
+    id_column: str = "gene_id"
+    labels: LabelSpec = LabelSpec()
+    feature_columns: tuple[str, ...] = ()
+    max_length: int | None = None
 
 
 def _check_writable(path: Path | None, overwrite: bool) -> None:
@@ -144,10 +182,14 @@ def _check_xpresso_gene_ids(paths: dict[str, Path], gene_ids: dict[str, list[str
             )
 
 
-def prepare_xpresso(args: argparse.Namespace) -> None:
-    _check_writable(args.output, args.overwrite)
-    window = _window(args) or XPRESSO_FULL_WINDOW
-    folder = Path(args.folder)
+def prepare_xpresso(
+    folder: Path, output: Path, *, window: Window | None = XPRESSO_BEST_WINDOW, overwrite: bool = False
+) -> None:
+    """Writes the dataset of a folder of Xpresso train.h5 / valid.h5 / test.h5, keeping those splits and the
+    promoter indices `window` (None for the whole 20,000 bases)."""
+    _check_writable(output, overwrite)
+    window = window or XPRESSO_FULL_WINDOW
+    folder = Path(folder)
     paths = xpresso_split_files(folder)
     # Open all three first: a structural problem in any file stops before anything is written.
     feature_names, gene_ids = {}, {}
@@ -162,8 +204,8 @@ def prepare_xpresso(args: argparse.Namespace) -> None:
     records = {split: (lambda path=path: read_xpresso_h5(path, window)) for split, path in paths.items()}
     _build_and_save(
         records,
-        args.output,
-        args.overwrite,
+        output,
+        overwrite,
         reports=[],
         alphabet="dna",
         source=f"Xpresso HDF5 files in {folder.name or folder} (promoter indices {window[0]}..{window[1]})",
@@ -172,43 +214,55 @@ def prepare_xpresso(args: argparse.Namespace) -> None:
     )
 
 
-def prepare_genome(args: argparse.Namespace) -> None:
-    if args.output is None and args.h5_dir is None:
+def prepare_genome(
+    source: GenomeSource,
+    output: Path | None = None,
+    *,
+    h5_dir: Path | None = None,
+    window: Window | None = XPRESSO_BEST_WINDOW,
+    split: SplitSpec = DEFAULT_SPLIT,
+    overwrite: bool = False,
+) -> None:
+    """Cuts the promoter windows of `source` from its genome and writes them as a dataset to `output` (cropped to
+    `window`; None keeps the whole 20,000 bases) and/or as Xpresso train/valid/test HDF5 files (whole windows) to
+    `h5_dir`, both split by `split`."""
+    if output is None and h5_dir is None:
         raise DataError("nothing to write: pass --output and/or --h5-dir")
-    _check_writable(args.output, args.overwrite)
-    _check_writable(args.h5_dir, args.overwrite)
-    crop = _window(args)
-    labels_spec, split = _label_spec(args), _split_spec(args)
-    report = ReadReport(f"{file_label(args.genome)} + {file_label(args.bed)}")
-    labels = read_label_table(args.labels, args.id_column, labels_spec, report=report)
-    half_life = read_feature_table(args.half_life, args.id_column, args.half_life_columns) if args.half_life else None
-    windows = read_promoter_bed(args.bed)
-    with Genome(args.genome) as genome:
+    _check_writable(output, overwrite)
+    _check_writable(h5_dir, overwrite)
+    report = ReadReport(f"{file_label(source.genome)} + {file_label(source.bed)}")
+    labels = read_label_table(source.label_table, source.id_column, source.labels, report=report)
+    half_life = (
+        read_feature_table(source.half_life, source.id_column, source.half_life_columns) if source.half_life else None
+    )
+    windows = read_promoter_bed(source.bed)
+    with Genome(source.genome) as genome:
         selected = select_promoter_windows(
             windows,
             genome,
             labels,
             half_life,
             report,
-            labels_name=file_label(args.labels),
-            half_life_name=file_label(args.half_life) if args.half_life else "",
+            labels_name=file_label(source.label_table),
+            half_life_name=file_label(source.half_life) if source.half_life else "",
         )
-        if args.h5_dir is not None:
+        if h5_dir is not None:
             # The dataset pass, if any, counts into the report; this pass must not count twice.
-            h5_report = ReadReport(report.source) if args.output is not None else report
-            _write_xpresso_splits(genome, selected, labels, half_life, split, args, h5_report)
-        if args.output is not None:
+            h5_report = ReadReport(report.source) if output is not None else report
+            records = iter_promoter_records(genome, selected, labels, half_life, None, h5_report)
+            _write_xpresso_splits(records, selected, split, file_label(source.bed), h5_dir, overwrite)
+        if output is not None:
             _build_and_save(
-                lambda: iter_promoter_records(genome, selected, labels, half_life, crop, report),
-                args.output,
-                args.overwrite,
+                lambda: iter_promoter_records(genome, selected, labels, half_life, window, report),
+                output,
+                overwrite,
                 reports=[report],
                 alphabet="dna",
-                source=f"genome {file_label(args.genome)}, promoters {file_label(args.bed)}, "
-                f"labels {file_label(args.labels)}" + (f" (window {crop[0]}..{crop[1]})" if crop else ""),
-                label_names=labels_spec.columns,
-                label_transform=labels_spec.transform,
-                feature_names=args.half_life_columns if half_life is not None else (),
+                source=f"genome {file_label(source.genome)}, promoters {file_label(source.bed)}, "
+                f"labels {file_label(source.label_table)}" + (f" (window {window[0]}..{window[1]})" if window else ""),
+                label_names=source.labels.columns,
+                label_transform=source.labels.transform,
+                feature_names=source.half_life_columns if half_life is not None else (),
                 with_chrom=True,
                 split=split,
             )
@@ -218,28 +272,32 @@ def prepare_genome(args: argparse.Namespace) -> None:
                 print(f"  {line}")
 
 
-def _write_xpresso_splits(
-    genome: Genome,
-    selected: list[PromoterWindow],
-    labels: dict[str, LabelRow],
-    half_life: dict[str, list[float]] | None,
-    split: SplitSpec,
-    args: argparse.Namespace,
-    report: ReadReport,
-) -> None:
-    """Writes the full 20,000-base windows as Xpresso train/valid/test files, split like the dataset."""
+def _xpresso_split_names(selected: list[PromoterWindow], split: SplitSpec, bed_name: str) -> list[str]:
+    """The split of each selected window, as the dataset splits them."""
     if split.method == "random":
-        split_names = split_by_gene([window.gene_id for window in selected], split.fractions, split.seed)
-    else:
-        chroms = [window.chrom for window in selected]
-        try:
-            split_names = split_by_chromosome(chroms, split.validation_chromosomes, split.test_chromosomes)
-        except DataError as error:
-            raise DataError(f"{file_label(args.bed)}: {error}") from None
-    with atomic_output_dir(args.h5_dir, args.overwrite) as partial:
+        return split_by_gene([window.gene_id for window in selected], split.fractions, split.seed)
+    try:
+        return split_by_chromosome(
+            [window.chrom for window in selected], split.validation_chromosomes, split.test_chromosomes
+        )
+    except DataError as error:
+        raise DataError(f"{bed_name}: {error}") from None
+
+
+def _write_xpresso_splits(
+    records: Iterator[dict[str, Any]],
+    selected: list[PromoterWindow],
+    split: SplitSpec,
+    bed_name: str,
+    h5_dir: Path,
+    overwrite: bool,
+) -> None:
+    """Writes the full 20,000-base windows (`records`, one per selected window) as Xpresso train/valid/test files,
+    split like the dataset."""
+    split_names = _xpresso_split_names(selected, split, bed_name)
+    with atomic_output_dir(h5_dir, overwrite) as partial:
         writers = {name: XpressoH5Writer(partial / XPRESSO_SPLIT_FILES[name]) for name in SPLIT_NAMES}
         try:
-            records = iter_promoter_records(genome, selected, labels, half_life, None, report)
             for record, split_name in zip(records, split_names, strict=True):
                 writers[split_name].add(record)
         except BaseException:
@@ -249,38 +307,7 @@ def _write_xpresso_splits(
         for writer in writers.values():
             writer.close()
     counts = "  ".join(f"{XPRESSO_SPLIT_FILES[name]} {writers[name].num_rows:,}" for name in SPLIT_NAMES)
-    print(f"wrote {args.h5_dir}: {counts}")
-
-
-def _protein_label_spec(args: argparse.Namespace) -> LabelSpec | None:
-    if not args.protein_label_column:
-        if args.protein_log10 or args.protein_pseudocount:
-            raise DataError("--protein-log10 and --protein-pseudocount need --protein-label-column")
-        return None
-    if args.protein_pseudocount and not args.protein_log10:
-        raise DataError("--protein-pseudocount is only used with --protein-log10")
-    return LabelSpec(
-        tuple(args.protein_label_column), args.protein_log10, args.protein_pseudocount, args.drop_missing_labels
-    )
-
-
-def _protein_table(args: argparse.Namespace) -> ProteinTable | None:
-    """The proteins to join onto the promoter table, or None without --protein-table."""
-    if args.protein_table is None:
-        if args.protein_label_column or args.protein_log10 or args.protein_pseudocount:
-            raise DataError("--protein-label-column, --protein-log10 and --protein-pseudocount need --protein-table")
-        return None
-    if args.alphabet != "dna":
-        raise DataError("--protein-table joins proteins onto promoters: the table needs --alphabet dna")
-    if args.protein_max_length < 0:
-        raise DataError(f"--protein-max-length {args.protein_max_length}: must be >= 0 (0 for no limit)")
-    return read_protein_table(
-        args.protein_table,
-        id_column=args.protein_id_column,
-        sequence_column=args.protein_sequence_column,
-        labels=_protein_label_spec(args),
-        max_length=args.protein_max_length or None,
-    )
+    print(f"wrote {h5_dir}: {counts}")
 
 
 def _joined_labels(labels_spec: LabelSpec, proteins: ProteinTable | None) -> tuple[list[str], str]:
@@ -294,107 +321,112 @@ def _joined_labels(labels_spec: LabelSpec, proteins: ProteinTable | None) -> tup
     return names, joint_label_transform(names, transforms)
 
 
-def table_dataset(
-    args: argparse.Namespace, cache_dir: Path, proteins: ProteinTable | None = None
-) -> tuple[datasets.DatasetDict, DatasetMetadata, list[ReadReport]]:
-    """The dataset `prepare table` writes, built in `cache_dir` from the options of `add_table_arguments` (and
-    proteins to join): `baseline --table` fits on exactly this, so the two never read or split a table apart."""
-    labels_spec, split, name = _label_spec(args), _split_spec(args), file_label(args.table)
-    label_names, label_transform = _joined_labels(labels_spec, proteins)
-    report = ReadReport(name)
-    source = f"table {name} (ids {args.id_column}, sequences {args.sequence_column})"
+def _describe_table(source: TableSource, proteins: ProteinTableSource | None) -> str:
+    """The dataset's `source` text: the table, and the proteins joined onto it."""
+    text = f"table {file_label(source.path)} (ids {source.id_column}, sequences {source.sequence_column})"
     if proteins is not None:
-        source += (
-            f" joined by gene id with proteins {proteins.source} (ids {args.protein_id_column}, sequences "
-            f"{args.protein_sequence_column})"
+        text += (
+            f" joined by gene id with proteins {file_label(proteins.path)} (ids {proteins.id_column}, sequences "
+            f"{proteins.sequence_column})"
         )
-    reports = [report] if proteins is None else [report, proteins.report]
+    return text
+
+
+def table_dataset(
+    source: TableSource,
+    cache_dir: Path,
+    *,
+    split: SplitSpec = DEFAULT_SPLIT,
+    proteins: ProteinTableSource | None = None,
+) -> tuple[datasets.DatasetDict, DatasetMetadata, list[ReadReport]]:
+    """The dataset `prepare_table` writes, built in `cache_dir` from a table (and the proteins to join onto it),
+    split by `split`: `baseline --table` fits on exactly this, so the two never read or split a table apart."""
+    protein_table = proteins.read() if proteins is not None else None
+    label_names, label_transform = _joined_labels(source.labels, protein_table)
+    report = ReadReport(file_label(source.path))
+    reports = [report] if protein_table is None else [report, protein_table.report]
     dataset_dict, metadata = build_dataset_dict(
         lambda: read_sequence_table(
-            args.table,
-            alphabet=args.alphabet,
-            id_column=args.id_column,
-            sequence_column=args.sequence_column,
-            labels=labels_spec,
-            feature_columns=args.feature_column,
-            chrom_column=args.chrom_column,
-            max_length=_max_length(args),
+            source.path,
+            alphabet=source.alphabet,
+            id_column=source.id_column,
+            sequence_column=source.sequence_column,
+            labels=source.labels,
+            feature_columns=source.feature_columns,
+            chrom_column=source.chrom_column,
+            max_length=source.max_length,
             report=report,
-            proteins=proteins,
+            proteins=protein_table,
         ),
         cache_dir=cache_dir,
         reports=reports,
-        alphabet=args.alphabet,
-        source=source,
+        alphabet=source.alphabet,
+        source=_describe_table(source, proteins),
         label_names=label_names,
         label_transform=label_transform,
-        feature_names=args.feature_column,
-        with_chrom=args.chrom_column is not None,
-        with_protein=proteins is not None,
+        feature_names=source.feature_columns,
+        with_chrom=source.chrom_column is not None,
+        with_protein=protein_table is not None,
         split=split,
     )
     return dataset_dict, metadata, reports
 
 
-def prepare_table(args: argparse.Namespace) -> None:
-    _check_writable(args.output, args.overwrite)
-    proteins = _protein_table(args)
-    with scratch_dir_beside(args.output) as cache_dir:
-        dataset_dict, metadata, reports = table_dataset(args, cache_dir, proteins)
-        save_dataset(dataset_dict, metadata, args.output, args.overwrite)
-    _print_summary(metadata, args.output, reports)
+def prepare_table(
+    source: TableSource,
+    output: Path,
+    *,
+    split: SplitSpec = DEFAULT_SPLIT,
+    proteins: ProteinTableSource | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Writes the dataset of a sequence table (with `proteins` joined onto it by gene id) to `output`."""
+    _check_writable(output, overwrite)
+    with scratch_dir_beside(output) as cache_dir:
+        dataset_dict, metadata, reports = table_dataset(source, cache_dir, split=split, proteins=proteins)
+        save_dataset(dataset_dict, metadata, output, overwrite)
+    _print_summary(metadata, output, reports)
 
 
-def prepare_fasta(args: argparse.Namespace) -> None:
-    _check_writable(args.output, args.overwrite)
-    labels_spec, split = _label_spec(args), _split_spec(args)
-    report = ReadReport(f"{file_label(args.fasta)} + {file_label(args.labels)}")
+def prepare_fasta(
+    source: FastaSource, output: Path, *, split: SplitSpec = DEFAULT_SPLIT, overwrite: bool = False
+) -> None:
+    """Writes the dataset of a FASTA file joined by id with its label table to `output`."""
+    _check_writable(output, overwrite)
+    report = ReadReport(f"{file_label(source.path)} + {file_label(source.label_table)}")
     _build_and_save(
         lambda: read_fasta_with_labels(
-            args.fasta,
-            args.labels,
-            alphabet=args.alphabet,
-            id_column=args.id_column,
-            labels=labels_spec,
-            feature_columns=args.feature_column,
-            max_length=_max_length(args),
+            source.path,
+            source.label_table,
+            alphabet=source.alphabet,
+            id_column=source.id_column,
+            labels=source.labels,
+            feature_columns=source.feature_columns,
+            max_length=source.max_length,
             report=report,
         ),
-        args.output,
-        args.overwrite,
+        output,
+        overwrite,
         reports=[report],
-        alphabet=args.alphabet,
-        source=f"FASTA {file_label(args.fasta)}, labels {file_label(args.labels)} (ids {args.id_column})",
-        label_names=labels_spec.columns,
-        label_transform=labels_spec.transform,
-        feature_names=args.feature_column,
+        alphabet=source.alphabet,
+        source=f"FASTA {file_label(source.path)}, labels {file_label(source.label_table)} (ids {source.id_column})",
+        label_names=source.labels.columns,
+        label_transform=source.labels.transform,
+        feature_names=source.feature_columns,
         split=split,
     )
 
 
-PREPARE_COMMANDS = {
-    "xpresso": prepare_xpresso,
-    "genome": prepare_genome,
-    "table": prepare_table,
-    "fasta": prepare_fasta,
-}
-
-
-def run_prepare(args: argparse.Namespace) -> int:
-    """Runs a parsed `prepare` command; bad input is one line on stderr and exit code 2."""
-    # Progress bars help at a terminal; in logs and pipes they would bury the one line that matters.
-    show_progress = sys.stderr.isatty()
-    progress_was_enabled = datasets.is_progress_bar_enabled()
-    if not show_progress:
-        datasets.disable_progress_bars()
-    try:
-        if hasattr(args, "max_length"):
-            _max_length(args)  # a bad limit stops before any file is read
-        PREPARE_COMMANDS[args.prepare_command](args)
-    except (DataError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    finally:
-        if progress_was_enabled and not show_progress:
-            datasets.enable_progress_bars()
-    return 0
+__all__ = [
+    "DEFAULT_SPLIT",
+    "FastaSource",
+    "GenomeSource",
+    "ProteinTableSource",
+    "TableSource",
+    "Window",
+    "prepare_fasta",
+    "prepare_genome",
+    "prepare_table",
+    "prepare_xpresso",
+    "table_dataset",
+]

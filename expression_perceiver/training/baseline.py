@@ -11,26 +11,26 @@ them, so the baseline does too: the reported baseline is ridge on k-mers, log le
 on train like the other columns), next to ridge on the features alone and on the k-mers alone, so that a report can
 tell what the sequence adds beyond the features.
 
-The baseline reads data only through the data layer: a prepared dataset's own splits, or a table read and split by
-`prepare table`'s own code (`data.prepare.table_dataset`: split by gene, 80/10/10 with seed 0 by default). On the
-project's reference tables this gives test r2 0.303 (human proteome, log10 ppm, amino-acid 1- and 2-mers) and 0.271
-(EPD 60 bp promoters, Xpresso human label, DNA 1- to 4-mers).
+The baseline reads data only through the data layer: a prepared dataset's own splits (`baseline_on_dataset_dir`), or
+a table read and split by `prepare table`'s own code (`baseline_on_table` through `data.prepare.table_dataset`: split
+by gene, 80/10/10 with seed 0 by default). On the project's reference tables this gives test r2 0.303 (human
+proteome, log10 ppm, amino-acid 1- and 2-mers) and 0.271 (EPD 60 bp promoters, Xpresso human label, DNA 1- to
+4-mers).
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
-from ..data import DataError, load_dataset_dir
-from ..data.prepare import table_dataset
+from ..data import SplitSpec, load_dataset_dir
+from ..data.prepare import DEFAULT_SPLIT, TableSource, table_dataset
 from .metrics import compute_expression_metrics
 
 ALPHABETS = {"dna": "ACGT", "protein": "ACDEFGHIKLMNPQRSTVWY"}
@@ -368,37 +368,47 @@ def baseline_on_splits(splits, alphabet: str, ks: Sequence[int] | None = None, a
     }
 
 
-def run_baseline_command(args: argparse.Namespace) -> int:
-    if args.dataset_dir is not None:
-        splits, metadata = load_dataset_dir(args.dataset_dir)
-        results = {"dataset_dir": str(args.dataset_dir), "label": metadata.label_names[0]}
-        results.update(baseline_on_splits(splits, metadata.alphabet, args.k, args.alphas))
-    else:
-        if args.alphabet is None:
-            raise DataError("--alphabet (dna or protein) is needed with --table")
-        with tempfile.TemporaryDirectory(prefix="baseline-") as cache_dir:
-            splits, metadata, reports = table_dataset(args, Path(cache_dir))
-            label = metadata.label_names[0]
-            results = {
-                "table": str(args.table),
-                "label": f"log10({label})" if metadata.label_transform.startswith("log10") else label,
-                "split": {"method": args.split, "seed": args.seed, "fractions": list(args.fractions)},
-                "read": [line for report in reports for line in report.summary_lines()],
-                **baseline_on_splits(splits, metadata.alphabet, args.k, args.alphas),
-            }
+def baseline_on_dataset_dir(
+    dataset_dir: str | PathLike, ks: Sequence[int] | None = None, alphas: Sequence[float] | None = None
+) -> dict:
+    """The baseline on a dataset folder written by `data.prepare`: its own splits, labels and alphabet."""
+    splits, metadata = load_dataset_dir(dataset_dir)
+    results = {"dataset_dir": str(dataset_dir), "label": metadata.label_names[0]}
+    results.update(baseline_on_splits(splits, metadata.alphabet, ks, alphas))
+    return results
+
+
+def baseline_on_table(
+    source: TableSource,
+    split: SplitSpec = DEFAULT_SPLIT,
+    ks: Sequence[int] | None = None,
+    alphas: Sequence[float] | None = None,
+) -> dict:
+    """The baseline on a table read and split exactly as `data.prepare.prepare_table` reads and splits it."""
+    with tempfile.TemporaryDirectory(prefix="baseline-") as cache_dir:
+        splits, metadata, reports = table_dataset(source, Path(cache_dir), split=split)
+        label = metadata.label_names[0]
+        return {
+            "table": str(source.path),
+            "label": f"log10({label})" if metadata.label_transform.startswith("log10") else label,
+            "split": {"method": split.method, "seed": split.seed, "fractions": list(split.fractions)},
+            "read": [line for report in reports for line in report.summary_lines()],
+            **baseline_on_splits(splits, metadata.alphabet, ks, alphas),
+        }
+
+
+def summary_lines(results: dict) -> list[str]:
+    """The test scores of `baseline_on_splits`' results, one line (and the parts' alone, with per-gene features)."""
     test = results["test"]
-    print(
+    lines = [
         f"k-mer ridge baseline ({results.get('inputs', 'k-mers')}, k={' '.join(map(str, results['k']))}, "
         f"alpha={results['alpha']:g}) on "
         f"{test['n']} test rows: r2={test['r2']:.3f} pearson={test['pearson']:.3f} spearman={test['spearman']:.3f} "
         f"coefficient_of_determination={test['coefficient_of_determination']:.3f} mse={test['mse']:.4f}"
-    )
+    ]
     if "features_only" in results:  # what each part explains alone, so the sequence's share can be read off
-        print(
+        lines.append(
             f"  features only: r2={results['features_only']['test']['r2']:.3f}  "
             f"k-mers only: r2={results['kmers_only']['test']['r2']:.3f}"
         )
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+    return lines
