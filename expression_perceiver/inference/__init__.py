@@ -12,6 +12,10 @@ predict("promoters.fa.gz", ["runs/seed0", "runs/seed1"], output="predictions.tsv
 
 `Predictor` scores batches of examples already built (`predict_batch`) and streams any number of them in input
 order (`predict_chunks`); `Embedder` does the same for summary vectors and latents.
+
+Every task runs in one skeleton, `InferenceRun` (`task.py`): output checks, models, features and proteins, progress,
+sharing the work between processes, the JSON record and rank-0 writing. A new task supplies its examples and a
+writer of its rows.
 """
 
 from .api import RunSummary, embed, predict, resolve_inputs
@@ -27,7 +31,8 @@ from .inputs import (
 )
 from .models import LoadedModel, ModelLoadError, ModelSource, load_model, resolve_model
 from .mutagenesis import MutagenesisResult, mutagenesis
-from .predictor import Chunk, Embedder, Predictor
+from .predictor import Embedder, Predictor
+from .task import Chunk, InferenceRun
 from .variants import variant_effects
 
 __all__ = [
@@ -36,6 +41,7 @@ __all__ = [
     "Embedder",
     "Example",
     "FeatureTable",
+    "InferenceRun",
     "InputFile",
     "InputPreparer",
     "LoadedModel",

@@ -23,27 +23,24 @@ from __future__ import annotations
 
 import os
 import re
-import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..data.atomic import AtomicFile, write_json
+from ..data.atomic import AtomicFile
 from ..data.errors import DataError, ReadReport, file_label
 from ..data.genome import Genome, select_genome_windows
 from ..data.tables import read_fasta
 from ..data.xpresso import XPRESSO_BEST_WINDOW
-from ..provenance import versions
-from .api import Progress, mapping_as_protein_table, resolve_features, resolve_proteins
-from .inputs import Example, InputPreparer
+from .inputs import Example, InputPreparer, ModelInputs
 from .predictor import DEFAULT_BATCH_SIZE, Predictor
+from .task import Chunk, GeneInputs, InferenceRun, report_lines
 from .variants import read_windows
 from .windows import gene_windows, substitutions
-from .writers import check_writable, sidecar_path
+from .writers import sidecar_path
 
 LETTERS = {"dna": "ACGT", "protein": "ACDEFGHIKLMNPQRSTVWY"}
 DEFAULT_SCAN = (-1_000, 1_000)
@@ -286,7 +283,7 @@ def mutagenesis(
     dtype: str | None = None,
     overwrite: bool = False,
     progress: bool = False,
-):
+) -> MutagenesisResult:
     """Saturation mutagenesis of one gene's window, a genome region or a sequence (see the module docstring).
 
     Args:
@@ -307,28 +304,71 @@ def mutagenesis(
     Returns:
         a `MutagenesisResult` (with files written, its `record` is the sidecar's content).
     """
-    started = time.time()
-    if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}")
     output = Path(output) if output is not None else None
     tsv = Path(tsv) if tsv is not None else None
     plot = Path(plot) if plot is not None else None
     if output is not None and output.suffix.lower() not in (".npz", ".tsv"):
         raise ValueError(f"{output.name}: write the scan to a .npz or .tsv file")
-    targets = [path for path in (output, tsv, plot) if path is not None]
+    files = [path for path in (output, tsv, plot) if path is not None]
     if output is not None:
-        targets.append(sidecar_path(output))
-    check_writable(targets, overwrite)
-    if scan is not None and (len(scan) != 2 or scan[0] >= scan[1]):
-        raise ValueError(f"scan {tuple(scan)}: give a start before the end")
+        files.append(sidecar_path(output))
+    with InferenceRun("mutagenesis", files, batch_size=batch_size, overwrite=overwrite, progress=progress) as run:
+        if scan is not None and (len(scan) != 2 or scan[0] >= scan[1]):
+            raise ValueError(f"scan {tuple(scan)}: give a start before the end")
+        target, report = resolve_target(
+            sequence=sequence, fasta=fasta, record=record, gene=gene, region=region, genome=genome, bed=bed,
+            tss_table=tss_table, window=window, tss_index=tss_index,
+        )  # fmt: skip
+        predictor = run.load(Predictor, models, device, dtype)
+        letters = fit_target(target, predictor.model_inputs)
+        positions, scan_description = scan_positions(target, scan)
+        given = run.gene_inputs(features, proteins)
+        preparer = InputPreparer(predictor.model_inputs, "start", fill_missing_features, target.source)
+        reference = preparer(
+            Example(target.id, target.sequence, given.features_of(target.id), gene_protein(given, target))
+        )
+        made = substitution_mask(target.sequence, positions, letters)
+        rows, columns = np.nonzero(made)  # by position, then letter: the order `substitutions` makes them in
+        scored = len(rows) + 1  # the reference, then every substitution
+        chunks = run.chunks(scan_examples(reference, target.sequence, positions, letters), total=scored)
+        ref_pred, alt_pred = place_results(
+            chunks, rows, columns, (len(positions), len(letters), len(predictor.members), predictor.num_outputs)
+        )
+        result = MutagenesisResult(
+            target, letters, positions, ref_pred, alt_pred, predictor.output_names, predictor.units, scored
+        )
+        result.record = run.record(
+            {
+                "target": {
+                    "id": target.id,
+                    "source": target.source,
+                    "length": len(target.sequence),
+                    "tss_index": target.tss_index,
+                    "strand": target.strand,
+                    "chrom": target.chrom,
+                    "window": list(window) if (gene is not None and window) else None,
+                },
+                "scan": scan_description,
+                "positions": len(positions),
+                "positions_skipped": int(np.sum(~made.any(axis=1))),
+                "letters": letters,
+                "sequences_scored_per_model": scored,
+                "units": predictor.units,
+                "outputs": predictor.describe_outputs(),
+                "reference_prediction": ref_pred.mean(axis=0).tolist(),
+                "read_report": report_lines(report) if report is not None else [],
+            },
+            run_fields={"batch_size": batch_size},
+            after={"wall_time_s": run.wall_time_s()},
+        )
+        if run.writes:  # rank 0 of a launched run, or the only process
+            write_files(run, result, output, tsv, plot)
+    return result
 
-    target, report = resolve_target(
-        sequence=sequence, fasta=fasta, record=record, gene=gene, region=region, genome=genome, bed=bed,
-        tss_table=tss_table, window=window, tss_index=tss_index,
-    )  # fmt: skip
-    predictor = models if isinstance(models, Predictor) else Predictor.from_pretrained(models, device, dtype)
-    model_inputs = predictor.model_inputs
-    letters = LETTERS[model_inputs.alphabet]
+
+def fit_target(target: ScanTarget, model_inputs: ModelInputs) -> str:
+    """The target's sequence as the model reads it (upper case, a protein's stop `*` dropped), which must fit the
+    model; the letters each position is mutated to."""
     target.sequence = target.sequence.upper()
     if model_inputs.alphabet == "protein" and target.sequence.endswith("*"):
         target.sequence = target.sequence[:-1]
@@ -337,112 +377,69 @@ def mutagenesis(
             f"{target.source}: {len(target.sequence):,} positions, the model reads at most "
             f"{model_inputs.max_length:,}: scan a shorter sequence (or window)"
         )
-    positions, scan_description = scan_positions(target, scan)
+    return LETTERS[model_inputs.alphabet]
 
-    feature_rows, _ = resolve_features(features, model_inputs.num_features, predictor.first.feature_names)
-    gene_features = None
-    if feature_rows is not None and target.id in feature_rows:
-        gene_features = tuple(float(value) for value in feature_rows[target.id])
-    protein = None
-    protein_rows = resolve_proteins(proteins)
-    if protein_rows is not None:
-        if model_inputs.protein_max_length is None:
-            raise DataError(f"proteins were given, but a {predictor.model_type} reads no protein")
-        table = mapping_as_protein_table(protein_rows) if not hasattr(protein_rows, "proteins") else protein_rows
-        found = table.proteins.get(target.id)
-        if found is None:
-            raise DataError(f"{table.source}: no protein for {target.id!r}")
-        protein = found.sequence
-    preparer = InputPreparer(model_inputs, "start", fill_missing_features, target.source)
-    reference = preparer(Example(target.id, target.sequence, gene_features, protein))
 
-    index_of = {letter: column for column, letter in enumerate(letters)}
-    row_of = {int(position): row for row, position in enumerate(positions)}
-    made = [
-        (int(position), letter)
-        for position in positions
-        if target.sequence[position] in letters
-        for letter in letters
-        if letter != target.sequence[position]
-    ]  # the order `substitutions` makes them in
+def gene_protein(given: GeneInputs, target: ScanTarget) -> str | None:
+    """The target's protein from the proteins given (None when none were); a gene without one is an error."""
+    if given.proteins is None:
+        return None
+    found = given.proteins.proteins.get(target.id)
+    if found is None:
+        raise DataError(f"{given.proteins.source}: no protein for {target.id!r}")
+    return found.sequence
 
-    def examples():
-        yield reference
-        for position, letter, mutant in substitutions(target.sequence, positions, letters):
-            yield Example(f"{target.id}:{position + 1}{letter}", mutant, reference.features, reference.protein_sequence)
 
-    members, outputs = len(predictor.members), predictor.num_outputs
-    alt_pred = np.full((len(positions), len(letters), members, outputs), np.nan)
+def substitution_mask(sequence: str, positions: np.ndarray, letters: str) -> np.ndarray:
+    """(positions, letters): True where a substitution is made, that is, every letter but the reference's at a
+    position whose letter is one of `letters` (none at N or X)."""
+    here = np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)[positions]
+    alphabet = np.frombuffer(letters.encode("ascii"), dtype=np.uint8)
+    return np.isin(here, alphabet)[:, None] & (here[:, None] != alphabet[None, :])
+
+
+def scan_examples(reference: Example, sequence: str, positions: np.ndarray, letters: str) -> Iterator[Example]:
+    """The reference, then each substitution of `sequence` (its id `<id>:<1-based position><letter>`), with the
+    reference's features and protein."""
+    yield reference
+    for position, letter, mutant in substitutions(sequence, positions, letters):
+        yield Example(f"{reference.id}:{position + 1}{letter}", mutant, reference.features, reference.protein_sequence)
+
+
+def place_results(
+    chunks: Iterable[Chunk], rows: np.ndarray, columns: np.ndarray, shape: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`ref_pred` (models, outputs) and `alt_pred` (positions, letters, models, outputs; NaN where nothing was made)
+    from the chunks of `scan_examples`: example 0 is the reference, example i the substitution at rows[i - 1],
+    columns[i - 1]."""
+    alt_pred = np.full(shape, np.nan)
     ref_pred = None
-    bar = Progress(progress, len(made) + 1, "seq")
-    try:
-        for chunk in predictor.predict_chunks(examples(), batch_size, on_batch=bar.update):
-            for offset, values in enumerate(chunk.values):
-                number = chunk.start + offset
-                if number == 0:
-                    ref_pred = values
-                    continue
-                position, letter = made[number - 1]
-                alt_pred[row_of[position], index_of[letter]] = values
-    finally:
-        bar.close()
-    skipped = int(sum(target.sequence[position] not in letters for position in positions))
-    result = MutagenesisResult(
-        target, letters, positions, ref_pred, alt_pred, predictor.output_names, predictor.units, len(made) + 1
-    )
-    result.record = {
-        "command": "mutagenesis",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "models": [member.describe() for member in predictor.members],
-        "target": {
-            "id": target.id,
-            "source": target.source,
-            "length": len(target.sequence),
-            "tss_index": target.tss_index,
-            "strand": target.strand,
-            "chrom": target.chrom,
-            "window": list(window) if (gene is not None and window) else None,
-        },
-        "scan": scan_description,
-        "positions": len(positions),
-        "positions_skipped": skipped,
-        "letters": letters,
-        "sequences_scored_per_model": len(made) + 1,
-        "units": predictor.units,
-        "outputs": [
-            {"name": name, "units": units}
-            for name, units in zip(predictor.output_names, predictor.output_units, strict=True)
-        ],
-        "reference_prediction": ref_pred.mean(axis=0).tolist(),
-        "read_report": [line.strip() for line in report.summary_lines()[1:]] if report is not None else [],
-        **predictor.describe_device(),
-        "batch_size": batch_size,
-        "versions": versions(),
-    }
-    result.record["wall_time_s"] = round(time.time() - started, 3)
-    if predictor.shard is not None and not predictor.shard.writes:
-        return result  # a multi-process run: rank 0 writes the files
+    for chunk in chunks:
+        values, first = chunk.values, chunk.start - 1
+        if chunk.start == 0:
+            ref_pred, values, first = values[0], values[1:], 0
+        alt_pred[rows[first : first + len(values)], columns[first : first + len(values)]] = values
+    return ref_pred, alt_pred
+
+
+def write_files(
+    run: InferenceRun, result: MutagenesisResult, output: Path | None, tsv: Path | None, plot: Path | None
+) -> None:
+    """The scan as `output` (.npz or .tsv), `tsv` and the heatmap `plot`, whichever are given, then the record beside
+    `output` with the files it describes."""
+    writers = [
+        (output, write_npz if output is not None and output.suffix.lower() == ".npz" else write_tsv),
+        (tsv, write_tsv),
+        (plot, plot_mutagenesis),
+    ]
+    written = []
+    for path, write in writers:
+        if path is not None:
+            write(result, path)
+            written.append(str(path))
     if output is not None:
-        written = []
-        if output.suffix.lower() == ".npz":
-            write_npz(result, output)
-        else:
-            write_tsv(result, output)
-        written.append(str(output))
-        if tsv is not None:
-            write_tsv(result, tsv)
-            written.append(str(tsv))
-        if plot is not None:
-            plot_mutagenesis(result, plot)
-            written.append(str(plot))
         result.record["files"] = written
-        write_json(sidecar_path(output), result.record)
-    else:
-        if tsv is not None:
-            write_tsv(result, tsv)
-        if plot is not None:
-            plot_mutagenesis(result, plot)
-    return result
+        run.write_record(output, result.record)
 
 
 # --- files -------------------------------------------------------------------------------------------------------

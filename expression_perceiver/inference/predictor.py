@@ -3,9 +3,10 @@ base model, summary vectors or latents).
 
 Both score batches of already-built examples (`predict_batch`, `embed_batch`: ids, sequences and features as given,
 whatever made them: a file, a variant, a mutagenesis scan) and stream any number of examples with bounded memory
-(`predict_chunks`, `embed_chunks`): a chunk of examples is read, sorted by length so that each batch holds
+(`predict_chunks`, `embed_chunks`, `stream`): a chunk of examples is read, sorted by length so that each batch holds
 sequences of similar lengths (little padding), run batch by batch, and handed back in input order with the index of
-its first example in the stream (`start`), which is where predictions over shards of one input would be merged.
+its first example in the stream (`start`). In a launched run the chunks are shared out between the processes
+(`task.stream_chunks`).
 
 Outputs do not depend on the batch size or on a sequence's neighbours in its batch: padding is masked out of the
 attention, the convolutions and the pooling, and the batch norms use their running statistics (evaluation mode).
@@ -15,11 +16,8 @@ autocast (the default on a GPU that supports it) to within bf16 rounding.
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +25,10 @@ import torch
 from ..data.standardization import in_data_units
 from .inputs import Example, ModelInputs
 from .models import LoadedModel, ModelLoadError, check_ensemble, load_model
+from .task import Chunk, check_batch_size, process_state, stream_chunks
+
+if TYPE_CHECKING:
+    from accelerate import PartialState
 
 PRECISIONS = {
     "float32": torch.float32,
@@ -40,13 +42,13 @@ DEFAULT_BATCH_SIZE = 32
 CHUNK_BATCHES = 32  # batches per sorted chunk: the memory bound is this many batches of examples
 
 
-def choose_device(device: str | torch.device | None = None, shard: Shard | None = None) -> torch.device:
+def choose_device(device: str | torch.device | None = None, state: PartialState | None = None) -> torch.device:
     """`device`, or CUDA when available (in a multi-process run, the process's local GPU), else the CPU; a CUDA
     device asked for where none exists is an error."""
     if device is None or str(device) == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
-        local = int(os.environ.get("LOCAL_RANK", "0")) if shard is not None else 0
+        local = state.local_process_index if state is not None else 0
         return torch.device("cuda", local % torch.cuda.device_count())
     try:
         chosen = torch.device(device)
@@ -87,47 +89,6 @@ def example_cost(example: Example) -> tuple[int, int]:
     return len(example.sequence), len(example.protein_sequence or "")
 
 
-@dataclass(frozen=True)
-class Shard:
-    """This process's part of a run over several processes (`accelerate launch`, `torchrun`): chunk i of the input
-    is run by process i % world_size, and every process receives every chunk's results, in input order."""
-
-    rank: int
-    world_size: int
-
-    @classmethod
-    def from_environment(cls) -> Shard | None:
-        """The shard of a launched multi-process run (WORLD_SIZE > 1 in the environment the launcher sets), its
-        process group started here unless it is already (NCCL on GPUs, gloo otherwise); None in a single process."""
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            return None
-        distributed = torch.distributed
-        if not distributed.is_initialized():
-            distributed.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-        return cls(distributed.get_rank(), distributed.get_world_size())
-
-    @property
-    def writes(self) -> bool:
-        """Whether this process writes the outputs (rank 0 alone)."""
-        return self.rank == 0
-
-    def gather(self, values: np.ndarray | None) -> list[np.ndarray | None]:
-        """Every process's values for this round of chunks, by rank."""
-        gathered: list[np.ndarray | None] = [None] * self.world_size
-        torch.distributed.all_gather_object(gathered, values)
-        return gathered
-
-
-@dataclass
-class Chunk:
-    """Consecutive examples of a stream, `start` the index of the first, with their results in input order:
-    `values[i]` belongs to `examples[i]`."""
-
-    start: int
-    examples: list[Example]
-    values: np.ndarray
-
-
 class _Runner:
     """Models on a device, run over examples in sorted batches (see the module docstring)."""
 
@@ -135,11 +96,16 @@ class _Runner:
         if not members:
             raise ValueError("no model given")
         self.members = members
-        self.shard = Shard.from_environment()
-        self.device = choose_device(device, self.shard)
+        self.device = choose_device(device, self.state)
         self.precision = choose_precision(self.device, dtype)
         for member in members:
             member.model.to(self.device).eval()
+
+    @property
+    def state(self) -> PartialState:
+        """This process's place in a launched run, asked for each time: a training run in the same process may
+        reset accelerate's shared state."""
+        return process_state()
 
     @property
     def first(self) -> LoadedModel:
@@ -205,38 +171,22 @@ class _Runner:
                 built[key] = self._batch(member, examples)
             yield member, built[key]
 
-    def _chunks(
+    def stream(
         self,
         examples: Iterable[Example],
         run_batch: Callable[[Sequence[Example]], np.ndarray],
-        batch_size: int,
-        chunk_size: int | None,
-        on_batch: Callable[[int], None] | None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        chunk_size: int | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> Iterator[Chunk]:
-        if batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        """`run_batch`'s results for any number of examples: chunks of `chunk_size` examples (default 32 batches) in
+        input order, each run in sorted batches (`run_chunk`) by one of the processes; `on_batch(n)` is called after
+        each batch of n examples this process runs."""
+        check_batch_size(batch_size)
         chunk_size = chunk_size or batch_size * CHUNK_BATCHES
-        iterator = iter(examples)
-        start = 0
-        if self.shard is None:
-            while chunk := list(itertools.islice(iterator, chunk_size)):
-                yield Chunk(start, chunk, run_chunk(chunk, run_batch, batch_size, on_batch))
-                start += len(chunk)
-            return
-        # Rounds of one chunk per process: every process reads the whole input (reading is cheap next to the
-        # models), runs its own chunk, and receives the others' results; the chunks are those of one process, so
-        # the numbers are too.
-        rank, world = self.shard.rank, self.shard.world_size
-        while True:
-            chunks = [list(itertools.islice(iterator, chunk_size)) for _ in range(world)]
-            mine = chunks[rank]
-            gathered = self.shard.gather(run_chunk(mine, run_batch, batch_size, on_batch) if mine else None)
-            for chunk, values in zip(chunks, gathered, strict=True):
-                if chunk:
-                    yield Chunk(start, chunk, values)
-                    start += len(chunk)
-            if not chunks[-1]:
-                return
+        return stream_chunks(
+            examples, lambda chunk: run_chunk(chunk, run_batch, batch_size, on_batch), chunk_size, self.state
+        )
 
 
 def run_chunk(
@@ -329,6 +279,12 @@ class Predictor(_Runner):
     def num_outputs(self) -> int:
         return self.first.num_labels
 
+    def describe_outputs(self) -> list[dict[str, str]]:
+        """Each output's name and units, for a record."""
+        return [
+            {"name": name, "units": units} for name, units in zip(self.output_names, self.output_units, strict=True)
+        ]
+
     def predict_batch(self, examples: Sequence[Example]) -> np.ndarray:
         """Predictions of every member for a batch of prepared examples, (batch, members, outputs) float64, in the
         order given."""
@@ -351,7 +307,7 @@ class Predictor(_Runner):
     ) -> Iterator[Chunk]:
         """Streams predictions: chunks of `chunk_size` examples (default 32 batches) in input order, each with
         `values` (chunk, members, outputs); `on_batch(n)` is called after each batch of n examples."""
-        return self._chunks(examples, self.predict_batch, batch_size, chunk_size, on_batch)
+        return self.stream(examples, self.predict_batch, batch_size, chunk_size, on_batch)
 
 
 class Embedder(_Runner):
@@ -385,7 +341,7 @@ class Embedder(_Runner):
         on_batch: Callable[[int], None] | None = None,
     ) -> Iterator[Chunk]:
         """Streams embeddings in input order (see `Predictor.predict_chunks`)."""
-        return self._chunks(examples, lambda batch: self.embed_batch(batch, latents), batch_size, chunk_size, on_batch)
+        return self.stream(examples, lambda batch: self.embed_batch(batch, latents), batch_size, chunk_size, on_batch)
 
 
 __all__ = ["Chunk", "Embedder", "Predictor", "choose_device", "choose_precision", "precision_name"]

@@ -25,25 +25,22 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import time
 from collections import Counter, OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data.atomic import AtomicFile, write_json
+from ..data.atomic import AtomicFile
 from ..data.errors import DataError, ReadReport, file_label
 from ..data.genome import Genome, read_promoter_bed, read_tss_table, select_genome_windows
 from ..data.vcf import AnnotatedVcfWriter, VcfReader, VcfRecord
 from ..data.xpresso import XPRESSO_BEST_WINDOW
-from ..provenance import versions
-from .api import Progress, RunSummary, mapping_as_protein_table, resolve_features, resolve_proteins
 from .inputs import Example, InputPreparer
 from .predictor import DEFAULT_BATCH_SIZE, Predictor
+from .task import InferenceRun, Progress, RunSummary, report_lines
 from .windows import (
     DNA_LETTERS,
     Change,
@@ -54,7 +51,10 @@ from .windows import (
     gene_windows,
     minimal_change,
 )
-from .writers import check_id, check_writable, sidecar_path
+from .writers import check_id, sidecar_path
+
+if TYPE_CHECKING:
+    import pandas
 
 STATUSES = {
     "ok": "scored",
@@ -346,13 +346,70 @@ def annotation_description(output_names: Sequence[str], members: int, units: str
     )
 
 
-@dataclass
-class EffectsRun:
-    """What a call found: the rows (when kept) and counts."""
+Block = list[tuple[VcfRecord, list[EffectRow]]]
 
-    rows: list[list[Any]] = field(default_factory=list)
-    records: int = 0
-    written: int = 0
+
+def scored_blocks(reader: VcfReader, scorer: VariantScorer, bar: Progress) -> Iterator[Block]:
+    """The VCF's records a block at a time, each with its rows scored (the models' work, shared out between the
+    processes of a launched run)."""
+    records = reader.records()
+    while block := list(itertools.islice(records, RECORDS_PER_BLOCK)):
+        rows_by_record = [scorer.rows(record) for record in block]
+        scorer.score([row for rows in rows_by_record for row in rows])
+        yield list(zip(block, rows_by_record, strict=True))
+        bar.update(len(block))
+
+
+class EffectsWriter:
+    """Scored blocks into the effects TSV (`table`) or, without one, rows kept in memory (`kept`, for a DataFrame),
+    and into the annotated VCF (`annotated`): each row once, in VCF order."""
+
+    def __init__(
+        self,
+        columns: list[str],
+        members: int,
+        member_columns: bool,
+        outputs: int,
+        table: AtomicFile | None = None,
+        annotated: AnnotatedVcfWriter | None = None,
+    ):
+        self.members = members
+        self.member_columns = member_columns
+        self.outputs = outputs
+        self.width = len(columns) - 9  # the prediction fields
+        self.table = table
+        self.annotated = annotated
+        self.kept: list[list[Any]] | None = [] if table is None else None
+        self.records = 0
+        self.rows = 0
+        if table is not None:
+            table.handle.write("\t".join(columns) + "\n")
+
+    def add(self, block: Block) -> None:
+        for record, rows in block:
+            fields = [row_fields(row, self.members, self.member_columns, self.width) for row in rows]
+            if self.table is not None:
+                self.table.handle.writelines(
+                    "\t".join(check_id(format_field(value)) for value in line) + "\n" for line in fields
+                )
+            else:
+                self.kept += fields
+            if self.annotated is not None:
+                self.annotated.write(record, [annotation(row, self.members, self.outputs) for row in rows])
+            self.rows += len(rows)
+        self.records += len(block)
+
+    def commit(self) -> None:
+        if self.annotated is not None:
+            self.annotated.commit()
+        if self.table is not None:
+            self.table.commit()
+
+    def discard(self) -> None:
+        if self.table is not None:
+            self.table.discard()
+        if self.annotated is not None:
+            self.annotated.discard()
 
 
 def variant_effects(
@@ -375,7 +432,7 @@ def variant_effects(
     dtype: str | None = None,
     overwrite: bool = False,
     progress: bool = False,
-):
+) -> RunSummary | pandas.DataFrame | None:
     """Predicted effects of the variants of a VCF on the expression of the genes whose promoter windows hold them.
 
     Args:
@@ -400,146 +457,108 @@ def variant_effects(
     Returns:
         with `output`, a `RunSummary`; else a DataFrame with the TSV's columns (NaN where not scored).
     """
-    started = time.time()
-    if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}")
     output = Path(output) if output is not None else None
     annotate_vcf = Path(annotate_vcf) if annotate_vcf is not None else None
-    targets = [path for path in (output, annotate_vcf) if path is not None]
+    files = [path for path in (output, annotate_vcf) if path is not None]
     if output is not None:
-        targets.append(sidecar_path(output))
-    check_writable(targets, overwrite)
-    promoter_windows, windows_name = read_windows(bed, tss_table)
-    predictor = models if isinstance(models, Predictor) else Predictor.from_pretrained(models, device, dtype)
-    model_inputs = predictor.model_inputs
-    if model_inputs.alphabet != "dna":
-        raise DataError(f"variant effects need a model that reads DNA; a {predictor.model_type} reads protein")
-    feature_rows, feature_source = resolve_features(features, model_inputs.num_features, predictor.first.feature_names)
-    protein_rows = resolve_proteins(proteins)
-    if protein_rows is not None and model_inputs.protein_max_length is None:
-        raise DataError(f"proteins were given, but a {predictor.model_type} reads no protein")
-    if isinstance(protein_rows, Mapping):
-        protein_rows = mapping_as_protein_table(protein_rows)
-    protein_map = {gene: row.sequence for gene, row in protein_rows.proteins.items()} if protein_rows else None
-
-    with VcfReader(vcf) as reader, Genome(genome) as reference:
-        report = ReadReport(f"{reference.name} + {windows_name}")
-        selected = select_genome_windows(promoter_windows, reference, report)
+        files.append(sidecar_path(output))
+    with InferenceRun("variant-effect", files, batch_size=batch_size, overwrite=overwrite, progress=progress) as run:
+        promoter_windows, windows_name = read_windows(bed, tss_table)
+        predictor = run.load(Predictor, models, device, dtype)
+        if predictor.model_inputs.alphabet != "dna":
+            raise DataError(f"variant effects need a model that reads DNA; a {predictor.model_type} reads protein")
+        given = run.gene_inputs(features, proteins)
         crop = tuple(window) if window is not None else None
-        gene_list = gene_windows(selected, reference, crop, tss_index)
-        longest = max(item.length for item in gene_list)
-        if longest > model_inputs.max_length:
-            raise DataError(
-                f"the model windows have {longest:,} bases, the model reads at most {model_inputs.max_length:,}: "
-                "choose a window (--window) that fits it"
-            )
-        scorer = VariantScorer(
-            predictor, reference, gene_list, feature_rows, protein_map, fill_missing_features, batch_size
-        )
-        count = len(predictor.members)
-        columns = effect_columns(predictor.output_names, count, members)
-        width = len(columns) - 9  # the prediction fields
-        run = EffectsRun()
-        bar = Progress(progress, None, "variant")
-        # In a multi-process run every process scores its share of the windows; rank 0 alone writes.
-        writes = predictor.shard is None or predictor.shard.writes
-        table = AtomicFile(output) if output is not None and writes else None
-        annotated = (
-            AnnotatedVcfWriter(
-                reader,
-                annotate_vcf,
-                INFO_ID,
-                ".",
-                annotation_description(predictor.output_names, count, predictor.units),
-            )
-            if annotate_vcf is not None and writes
-            else None
-        )
-        try:
-            if table is not None:
-                table.handle.write("\t".join(columns) + "\n")
-            records = reader.records()
-            while block := list(itertools.islice(records, RECORDS_PER_BLOCK)):
-                rows_by_record = [scorer.rows(record) for record in block]
-                scorer.score([row for rows in rows_by_record for row in rows])
-                for record, rows in zip(block, rows_by_record, strict=True):
-                    fields = [row_fields(row, count, members, width) for row in rows]
-                    if table is not None:
-                        table.handle.writelines(
-                            "\t".join(check_id(format_field(value)) for value in line) + "\n" for line in fields
-                        )
-                    else:
-                        run.rows += fields
-                    if annotated is not None:
-                        annotated.write(record, [annotation(row, count, predictor.num_outputs) for row in rows])
-                    run.written += len(rows)
-                run.records += len(block)
-                bar.update(len(block))
-            sidecar = {
-                "command": "variant-effect",
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "models": [member.describe() for member in predictor.members],
-                "input": {
-                    "vcf": str(vcf),
-                    "genome": str(genome),
-                    "promoters": str(bed if bed is not None else tss_table),
-                    "promoters_kind": "bed" if bed is not None else "tss table",
-                    "window": list(crop) if crop else None,
-                    "tss_index": tss_index if tss_index is not None else "the centre of each promoter window",
-                    "genes": len(gene_list),
+        with VcfReader(vcf) as reader, Genome(genome) as reference:
+            report = ReadReport(f"{reference.name} + {windows_name}")
+            gene_list = model_windows(promoter_windows, reference, crop, tss_index, predictor, report)
+            scorer = VariantScorer(
+                predictor, reference, gene_list, given.features, given.protein_sequences(), fill_missing_features,
+                batch_size,
+            )  # fmt: skip
+            count = len(predictor.members)
+            columns = effect_columns(predictor.output_names, count, members)
+
+            def open_writer(table: AtomicFile | None, annotate: bool) -> EffectsWriter:
+                description = annotation_description(predictor.output_names, count, predictor.units)
+                annotated = AnnotatedVcfWriter(reader, annotate_vcf, INFO_ID, ".", description) if annotate else None
+                return EffectsWriter(columns, count, members, predictor.num_outputs, table, annotated)
+
+            blocks = scored_blocks(reader, scorer, run.progress(None, "variant"))
+            if output is None:  # a DataFrame on every process; an annotated VCF from rank 0 alone
+                writer = run.collect(blocks, open_writer(None, annotate_vcf is not None and run.writes))
+                return _frame(writer.kept, columns)
+            writer = run.write(blocks, lambda: open_writer(AtomicFile(output), annotate_vcf is not None))
+            if writer is None:
+                return None
+            record = run.record(
+                {
+                    "input": {
+                        "vcf": str(vcf),
+                        "genome": str(genome),
+                        "promoters": str(bed if bed is not None else tss_table),
+                        "promoters_kind": "bed" if bed is not None else "tss table",
+                        "window": list(crop) if crop else None,
+                        "tss_index": tss_index if tss_index is not None else "the centre of each promoter window",
+                        "genes": len(gene_list),
+                    },
+                    "columns": columns,
+                    "units": predictor.units,
+                    "outputs": predictor.describe_outputs(),
+                    "ensemble": {
+                        "n": count,
+                        "ref_pred, alt_pred, delta": "means over the models",
+                        "delta_std": "sample standard deviation of the models' deltas (ddof=1)",
+                    }
+                    if count > 1
+                    else None,
+                    "indel_rule": INDEL_RULE,
+                    "statuses": STATUSES,
+                    "counts": {
+                        "records": writer.records,
+                        "rows": writer.rows,
+                        "status": dict(sorted(scorer.counts.items())),
+                        **scorer.scored,
+                        **{
+                            key: value
+                            for key, value in scorer.preparer.counts_dict().items()
+                            if key == "features_filled"
+                        },
+                    },
+                    "read_report": report_lines(report),
+                    "features_source": given.feature_source or None,
+                    "annotated_vcf": str(annotate_vcf) if annotate_vcf else None,
                 },
-                "columns": columns,
-                "units": predictor.units,
-                "outputs": [
-                    {"name": name, "units": units}
-                    for name, units in zip(predictor.output_names, predictor.output_units, strict=True)
-                ],
-                "ensemble": {
-                    "n": count,
-                    "ref_pred, alt_pred, delta": "means over the models",
-                    "delta_std": "sample standard deviation of the models' deltas (ddof=1)",
-                }
-                if count > 1
-                else None,
-                "indel_rule": INDEL_RULE,
-                "statuses": STATUSES,
-                "counts": {
-                    "records": run.records,
-                    "rows": run.written,
-                    "status": dict(sorted(scorer.counts.items())),
-                    **scorer.scored,
-                    **{key: value for key, value in scorer.preparer.counts_dict().items() if key == "features_filled"},
+                run_fields={"batch_size": batch_size},
+                after={
+                    **({"annotated_vcf_indexed": writer.annotated.indexed} if writer.annotated is not None else {}),
+                    "wall_time_s": run.wall_time_s(),
                 },
-                "read_report": [line.strip() for line in report.summary_lines()[1:]],
-                "features_source": feature_source or None,
-                "annotated_vcf": str(annotate_vcf) if annotate_vcf else None,
-                **predictor.describe_device(),
-                "batch_size": batch_size,
-                "versions": versions(),
-            }
-            if annotated is not None:
-                annotated.commit()
-                sidecar["annotated_vcf_indexed"] = annotated.indexed
-            sidecar["wall_time_s"] = round(time.time() - started, 3)
-            if table is not None:
-                table.commit()
-        except BaseException:
-            if table is not None:
-                table.discard()
-            if annotated is not None:
-                annotated.discard()
-            raise
-        finally:
-            bar.close()
-    if output is None:
-        return _frame(run.rows, columns)
-    if not writes:
-        return None
-    write_json(sidecar_path(output), sidecar)
-    return RunSummary(output, sidecar_path(output), run.written, sidecar["counts"], sidecar)
+            )
+        return run.finish(output, record, writer.rows)
 
 
-def _frame(rows: list[list[Any]], columns: list[str]):
+def model_windows(
+    promoter_windows: list,
+    reference: Genome,
+    crop: tuple[int, int] | None,
+    tss_index: int | None,
+    predictor: Predictor,
+    report: ReadReport,
+) -> list[GeneWindow]:
+    """The model windows of the promoter windows found in the genome; each must fit the model."""
+    selected = select_genome_windows(promoter_windows, reference, report)
+    windows = gene_windows(selected, reference, crop, tss_index)
+    longest = max(item.length for item in windows)
+    if longest > predictor.model_inputs.max_length:
+        raise DataError(
+            f"the model windows have {longest:,} bases, the model reads at most {predictor.model_inputs.max_length:,}: "
+            "choose a window (--window) that fits it"
+        )
+    return windows
+
+
+def _frame(rows: list[list[Any]], columns: list[str]) -> pandas.DataFrame:
     import pandas
 
     frame = pandas.DataFrame(rows, columns=columns)

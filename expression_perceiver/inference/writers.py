@@ -6,6 +6,9 @@ one is replaced only when asked.
 - embeddings: `.npy` (float32, (N, width) or (N, latents, width)) plus `<name>.ids.txt`, one id per line, or
   `.parquet` with an `id` column and an `embedding` column (a list of floats; a list of lists for latents);
 - beside either, `<output>.json`: models, resolved revisions, weight hashes, versions, device, counts.
+
+`PredictionFile` and `EmbeddingFile` take the chunks a `task.InferenceRun` streams (each a `Chunk`: examples and
+their values in input order).
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..data.atomic import AtomicFile
+
+if TYPE_CHECKING:
+    from .task import Chunk
 
 
 def check_writable(paths: Sequence[Path], overwrite: bool) -> None:
@@ -76,6 +83,29 @@ def prediction_rows(
             fields.append("1" if filled[row] else "0")
         lines.append("\t".join(fields) + "\n")
     return lines
+
+
+class PredictionFile:
+    """Chunks of predictions into a TSV, atomically: the header, then one line per example in input order."""
+
+    def __init__(self, path: Path, columns: Sequence[str], member_columns: bool, reads_features: bool):
+        self.file = AtomicFile(path)
+        self.member_columns = member_columns
+        self.reads_features = reads_features
+        self.rows = 0
+        self.file.handle.write("\t".join(["id", *columns]) + "\n")
+
+    def add(self, chunk: Chunk) -> None:
+        ids = [check_id(example.id) for example in chunk.examples]
+        filled = [example.features_filled for example in chunk.examples] if self.reads_features else None
+        self.file.handle.writelines(prediction_rows(ids, chunk.values, self.member_columns, filled))
+        self.rows += len(ids)
+
+    def commit(self) -> None:
+        self.file.commit()
+
+    def discard(self) -> None:
+        self.file.discard()
 
 
 def check_id(record_id: str) -> str:
@@ -184,6 +214,28 @@ def embedding_writer(path: Path) -> NpyWriter | ParquetWriter:
     raise ValueError(f"{path.name}: write embeddings to a .npy or .parquet file")
 
 
+class EmbeddingFile:
+    """Chunks of embeddings into a `.npy` (with its ids) or `.parquet` file, atomically."""
+
+    def __init__(self, path: Path):
+        self.file = embedding_writer(path)
+        self.row_shape: tuple[int, ...] | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.file.rows
+
+    def add(self, chunk: Chunk) -> None:
+        self.file.add([example.id for example in chunk.examples], chunk.values)
+        self.row_shape = chunk.values.shape[1:]
+
+    def commit(self) -> None:
+        self.file.commit()
+
+    def discard(self) -> None:
+        self.file.discard()
+
+
 def embedding_outputs(path: Path) -> list[Path]:
     """Every file an embedding output writes."""
     paths = [path, sidecar_path(path)]
@@ -194,8 +246,10 @@ def embedding_outputs(path: Path) -> list[Path]:
 
 __all__ = [
     "EMBEDDING_FORMATS",
+    "EmbeddingFile",
     "NpyWriter",
     "ParquetWriter",
+    "PredictionFile",
     "check_id",
     "check_writable",
     "embedding_outputs",
