@@ -16,6 +16,10 @@ STUDY_EPILOG = """examples:
 
 STUDY_FILE_HELP = "the study's YAML file (studies/ holds the paper's grids; study/spec.py documents every field)"
 OUTPUT_DIR_HELP = "the study's folder (default: the study file's output_dir)"
+EXTEND_HELP = (
+    "let a study that only adds seeds, table rows, figure curves or mask sizes to the study its folder holds extend "
+    "it (any other difference is refused: give that study its own folder)"
+)
 
 
 def add_study_parser(subparsers) -> None:
@@ -33,11 +37,13 @@ def add_study_parser(subparsers) -> None:
     plan.add_argument("--estimate", action="store_true", help="measure a few steps of one cell and project the cost")
     plan.add_argument("--estimate-steps", type=int, default=20, help="training steps the estimate measures")
     plan.add_argument("--jobs", type=int, default=1, help="cells at a time the projection assumes")
+    plan.add_argument("--extend", action="store_true", help=EXTEND_HELP)
     plan.set_defaults(run=run_plan)
 
     run = actions.add_parser("run", help="run every unfinished cell (rerun after any interruption to finish)")
     run.add_argument("study_file", help=STUDY_FILE_HELP)
     run.add_argument("--output-dir", help=OUTPUT_DIR_HELP)
+    run.add_argument("--extend", action="store_true", help=EXTEND_HELP)
     run.add_argument(
         "--executor", choices=["local", "gpus", "slurm"], default="local",
         help="where cells run: local (this machine's CPU or GPU, --jobs at a time), gpus (one worker per visible "
@@ -63,15 +69,25 @@ def add_study_parser(subparsers) -> None:
     report.set_defaults(run=run_report)
 
 
+def check_counts(args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """Each of these counts (a number of jobs, steps, GPUs or cells) at least 1, before anything is read or run."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
 def run_plan(args: argparse.Namespace) -> int:
     from ..study.plan import estimate, estimate_lines, measure_cell, plan_lines
-    from ..study.spec import load_study
+    from ..study.spec import bind_study_folder, load_study
 
+    check_counts(args, ("jobs", "estimate_steps"))
     study = load_study(args.study_file, args.output_dir, check_data=args.estimate)  # listing cells needs no data
+    additions = bind_study_folder(study, args.extend)
+    if additions:
+        print(f"extends the study in {study.output_dir} (with --extend): {'; '.join(additions)}")
     print("\n".join(plan_lines(study)))
     if args.estimate:
-        if args.estimate_steps < 1:
-            raise ValueError(f"--estimate-steps must be at least 1, got {args.estimate_steps}")
         figures = estimate(study, measure_cell(study, args.estimate_steps), slots=args.jobs)
         print("\n".join(estimate_lines(figures)))
     return 0
@@ -96,9 +112,15 @@ def slurm_options(args: argparse.Namespace, defaults: dict):
 
 
 def run_run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..study.cells import FAILED
+    from ..study.executors import study_states
     from ..study.plan import run_study
     from ..study.spec import load_study
 
+    check_counts(args, ("jobs", "cells_per_gpu", "gpus_per_cell", "time_min", "gpus_per_task", "cpus_per_task"))
+    check_counts(args, ("array_parallelism",))
     study = load_study(args.study_file, args.output_dir)
     outcome = run_study(
         study,
@@ -108,10 +130,19 @@ def run_run(args: argparse.Namespace) -> int:
         gpus_per_cell=args.gpus_per_cell,
         slurm=slurm_options(args, study.slurm) if args.executor == "slurm" else None,
         slurm_cluster=args.slurm_cluster,
+        extend=args.extend,
     )
     if isinstance(outcome, dict):
         print(f"report: expression-perceiver study report {study.output_dir}")
-        return 1 if outcome.get("failed") else 0
+        if outcome.get("failed"):
+            failed = [state for state in study_states(study) if state.state == FAILED]
+            first = f" (first: {failed[0].cell.name}: {failed[0].detail})" if failed else ""
+            print(
+                f"expression-perceiver study: error: {outcome['failed']} of {len(study.cells())} cells failed{first}; "
+                "each failed cell's train.log holds its run",
+                file=sys.stderr,
+            )
+            return 1
     return 0
 
 

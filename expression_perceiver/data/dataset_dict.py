@@ -32,7 +32,7 @@ from typing import Any, Literal
 import datasets
 import numpy as np
 
-from .errors import DataError, ReadReport
+from .errors import DataError, ReadReport, check_value
 
 SPLIT_NAMES = ("train", "validation", "test")
 METADATA_FILE = "expression_perceiver.json"
@@ -149,20 +149,29 @@ def _conforming_records(
     with_chrom: bool,
     source: str,
     with_protein: bool = False,
+    label_names: Sequence[str] = (),
+    feature_names: Sequence[str] = (),
 ) -> Iterator[dict[str, Any]]:
-    """Records reduced to the schema's columns, each checked to have the declared number of labels/features and,
-    with `with_protein`, a protein sequence. A stream with no record at all is an error naming the source."""
+    """Records reduced to the schema's columns, each checked to have the declared number of labels/features, every
+    label and feature a finite number within +-`errors.LARGEST_VALUE` (whatever reader made it) and, with
+    `with_protein`, a protein sequence. A stream with no record at all is an error naming the source."""
     empty = True
     for record in records:
         empty = False
         gene_id = str(record["gene_id"])
         label = record["label"]
-        found_labels = len(label) if isinstance(label, list | tuple) else 1
-        if found_labels != num_labels:
-            raise DataError(f"{source}: record {gene_id!r} has {found_labels} labels, expected {num_labels}")
+        labels = list(label) if isinstance(label, list | tuple) else [label]
+        if len(labels) != num_labels:
+            raise DataError(f"{source}: record {gene_id!r} has {len(labels)} labels, expected {num_labels}")
         features = record.get("features") or []
         if len(features) != num_features:
             raise DataError(f"{source}: record {gene_id!r} has {len(features)} features, expected {num_features}")
+        for kind, values, names in (("label", labels, label_names), ("feature", features, feature_names)):
+            for i, value in enumerate(values):
+                where = f"{source}: record {gene_id!r} {kind} {names[i] if i < len(names) else i!r}"
+                if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+                    raise DataError(f"{where} is {value!r}, not a number")
+                check_value(float(value), where)
         row = {"gene_id": gene_id, "sequence": record["sequence"], "label": label}
         if with_protein:
             protein = record.get("protein_sequence")
@@ -308,7 +317,14 @@ def build_dataset_dict(
 
     def conform(factory: RecordFactory) -> RecordFactory:
         return lambda: _conforming_records(
-            factory(), len(label_names), len(feature_names), with_chrom, source, with_protein
+            factory(),
+            len(label_names),
+            len(feature_names),
+            with_chrom,
+            source,
+            with_protein,
+            label_names,
+            feature_names,
         )
 
     if split.method == "given":

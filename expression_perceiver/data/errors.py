@@ -5,6 +5,7 @@ the input without reading a traceback.
 """
 
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -17,8 +18,30 @@ logger.addHandler(logging.NullHandler())
 EXAMPLES_KEPT = 5
 
 
+# The largest magnitude a label or feature may have, as read (before log10). Expression levels lie far below it (a
+# cell holds some 1e5 mRNA and 1e10 protein molecules; TPM and ppm stop at 1e6; a litre of a 1 M solution holds
+# 6e23 molecules), so a larger value is a typo, a unit slip or a missing-value code such as 1e308. Below it every
+# number a run derives from the data stays finite: features stored as float32 (largest 3.4e38), squares and sums of
+# squares of labels in the metrics (float64, largest 1.8e308), log10 of any label.
+LARGEST_VALUE = 1e30
+
+
 class DataError(ValueError):
     """Bad input data. The message is one line naming the file, the record and what is wrong."""
+
+
+def check_value(value: float, where: str, text: str | None = None) -> float:
+    """`value` when it is finite and within +-`LARGEST_VALUE`; otherwise `DataError` naming `where` (the file, the
+    record and the column) and the value as written (`text`, when read from text)."""
+    shown = repr(text) if text is not None else repr(value)
+    if not math.isfinite(value):
+        raise DataError(f"{where} is {shown}, not a finite number")
+    if abs(value) > LARGEST_VALUE:
+        raise DataError(
+            f"{where} is {shown}, beyond +-{LARGEST_VALUE:g}: no expression level or feature is that large (a typo, "
+            "a unit slip or a missing-value code?)"
+        )
+    return value
 
 
 def file_label(path: str | PathLike) -> str:
@@ -88,4 +111,4 @@ class ReadReport:
         }
 
 
-__all__ = ["DataError", "IdTally", "ReadReport", "file_label"]
+__all__ = ["LARGEST_VALUE", "DataError", "IdTally", "ReadReport", "check_value", "file_label"]

@@ -13,6 +13,7 @@ found is an error, since it means a wrong genome or mismatched ids. Chromosome n
 prefix (`1` = `chr1`, `MT` = `chrM`).
 """
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
@@ -24,6 +25,8 @@ import pyfaidx
 
 from .errors import DataError, ReadReport, file_label
 from .tables import LabelRow, iter_table_rows, open_text, tokenizer_for
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,14 +131,70 @@ def reverse_complement(sequence: str) -> str:
     return LETTER_BY_ID[COMPLEMENT_BY_ID[ids[::-1]]].tobytes().decode("ascii")
 
 
+# How many sequences of a FASTA index have their header and line lengths read back from the file (spread over it;
+# all of them up to this many): a genome of many thousands of scaffolds is checked in a fraction of a second.
+INDEX_RECORDS_READ = 10_000
+# How far back from a sequence's first byte its header line is looked for (longer headers are not read back).
+HEADER_BYTES_READ = 4_096
+INDEX_REBUILT_NOTE = "index older than the FASTA, rebuilt"
+
+
+def layout_problem(handle, name: str, record, size: int, previous_end: int) -> str | None:
+    """What, if anything, in the FASTA open as `handle` contradicts the index's record of sequence `name`: its
+    first byte must follow the end of a `>` header line naming it, with only white space between that header and
+    the sequence before it (which ends at `previous_end`), its first line must hold the index's line length (or the
+    whole sequence when shorter), and its last line must end where the index says."""
+    start = max(0, record.offset - HEADER_BYTES_READ)
+    handle.seek(start)
+    before = handle.read(record.offset - start)
+    if not before.endswith(b"\n"):
+        return f"sequence {name} does not start after a header line (byte {record.offset:,})"
+    line_start = before.rfind(b"\n", 0, len(before) - 1) + 1
+    if line_start > 0 or start == 0:
+        header = before[line_start:].rstrip(b"\r\n")
+        words = header[1:].split()
+        if not header.startswith(b">") or not words or words[0].decode(errors="replace") != name:
+            shown = header[:60].decode(errors="replace")
+            return f"sequence {name} starts after the line {shown!r}, not after its header"
+        header_start = start + line_start
+        if header_start > previous_end:
+            handle.seek(previous_end)
+            if header_start - previous_end > HEADER_BYTES_READ or handle.read(header_start - previous_end).strip():
+                return (
+                    f"bytes {previous_end:,}..{header_start:,} before sequence {name} hold a sequence it does not list"
+                )
+    if record.rlen == 0:
+        return None
+    handle.seek(record.offset)
+    first = handle.readline(record.lenb + 1)
+    letters, expected = len(first.rstrip(b"\r\n")), min(record.lenc, record.rlen)
+    if letters != expected or first.startswith(b">"):
+        return f"sequence {name}'s first line holds {letters:,} letters, the index says {expected:,}"
+    ending = record.lenb - record.lenc
+    handle.seek(record.bend - ending)
+    last_end = handle.read(ending)
+    if last_end.strip() or (last_end != first[letters:] and record.bend - ending < size):
+        return f"sequence {name} does not end where the index says (byte {record.bend:,})"
+    return None
+
+
 class Genome:
-    """A reference genome FASTA, indexed by `pyfaidx` (a `.fai`, and `.gzi` for bgzip, written beside it)."""
+    """A reference genome FASTA, indexed by `pyfaidx` (a `.fai`, and `.gzi` for bgzip, written beside it).
+
+    An index older than the FASTA is rebuilt by pyfaidx (`index_rebuilt` says so, and a warning is logged); one
+    newer than the FASTA that does not describe it (of another FASTA, or of an earlier version of this one) is
+    refused in one line naming it: delete it and run again to rebuild it. A plain FASTA's index is checked when the
+    genome opens (`_check_index_fits`); a bgzip one's (whose offsets are virtual) when a window reads fewer or more
+    letters than asked.
+    """
 
     def __init__(self, path: str | PathLike):
         self.path = Path(path)
         self.name = file_label(path)
         if not self.path.is_file():
             raise DataError(f"{self.name}: file not found ({self.path})")
+        index = Path(f"{self.path}.fai")
+        self.index_rebuilt = index.is_file() and index.stat().st_mtime < self.path.stat().st_mtime
         try:
             self._fasta = pyfaidx.Fasta(str(self.path), as_raw=True)
         except ImportError:
@@ -148,26 +207,65 @@ class Genome:
                 f"{self.name}: compressed with plain gzip, which cannot be indexed; recompress it with bgzip "
                 "or decompress it"
             ) from None
-        except (pyfaidx.FastaIndexingError, ValueError, OSError) as error:
+        except (pyfaidx.FastaIndexingError, pyfaidx.IndexNotFoundError, ValueError, OSError) as error:
+            if index.is_file() and not isinstance(error, pyfaidx.FastaIndexingError):
+                raise DataError(
+                    f"{self.name}: its index {index} cannot be read ({error}); delete it and run again to rebuild it"
+                ) from None
             raise DataError(f"{self.name}: cannot be indexed as FASTA ({error})") from None
+        if self.index_rebuilt:
+            logger.warning("%s: its index %s was older than the FASTA and has been rebuilt", self.name, index)
         self._check_index_fits()
         self._tokenizer = tokenizer_for("dna")
 
     def _check_index_fits(self) -> None:
-        """A `.fai` of another FASTA (newer than this one, so pyfaidx keeps it) points past the file's end or at
-        a wrong place: refuse it rather than read wrong bases."""
+        """Refuses a `.fai` that does not describe this FASTA (one of another FASTA, or of an earlier version of this
+        one, newer than the file, so pyfaidx keeps it) rather than read wrong bases: every sequence must lie in the
+        file, in order, without overlap, nothing but white space may follow the last one, and (for up to
+        `INDEX_RECORDS_READ` sequences spread over the file) each must follow its own `>` header line, with lines of
+        the lengths the index gives."""
         faidx = self._fasta.faidx
         if getattr(faidx, "_bgzf", False) or self.path.suffix in (".gz", ".bgz"):
             return  # offsets into compressed files are virtual: pyfaidx checks them itself
         size = self.path.stat().st_size
-        stale = [
-            name for name, record in faidx.index.items() if record.offset + record.rlen > size or record.offset < 0
-        ]
-        if stale:
-            raise DataError(
-                f"{self.name}: its index {self.path.name}.fai does not describe it (sequence {stale[0]} lies beyond "
-                f"the file's {size:,} bytes: an index of another FASTA?); delete the .fai to rebuild it"
-            )
+        records = sorted(faidx.index.items(), key=lambda item: item[1].offset)
+        previous_end, previous = 0, None
+        for name, record in records:
+            if record.rlen < 0 or record.offset < 0 or record.lenb < record.lenc or (record.rlen and record.lenc < 1):
+                self._refuse_index(
+                    f"sequence {name} has impossible numbers: {record.rlen} letters at byte {record.offset}, lines "
+                    f"of {record.lenc} letters in {record.lenb} bytes"
+                )
+            if record.offset < previous_end:
+                self._refuse_index(f"sequence {name} starts inside sequence {previous}")
+            # The last line's end of line may be missing at the end of the file.
+            if record.bend - (record.lenb - record.lenc) > size:
+                self._refuse_index(f"sequence {name} would end at byte {record.bend:,}, past the file's {size:,} bytes")
+            previous_end, previous = record.bend, name
+        if not records:
+            return
+        with self.path.open("rb") as handle:
+            handle.seek(previous_end)
+            rest = handle.read(min(size - previous_end, 1 << 16))
+            if rest.strip() or size - previous_end > len(rest):
+                self._refuse_index(
+                    f"the file goes on after its last indexed sequence {previous} (byte {previous_end:,} of "
+                    f"{size:,}): sequences the index does not list"
+                )
+            step = max(1, len(records) // INDEX_RECORDS_READ)
+            for i in [*range(0, len(records), step), len(records) - 1]:
+                name, record = records[i]
+                problem = layout_problem(handle, name, record, size, records[i - 1][1].bend if i else 0)
+                if problem:
+                    self._refuse_index(problem)
+
+    def _refuse_index(self, problem: str) -> None:
+        index = f"{self.path}.fai"
+        also = f" and {self.path}.gzi" if Path(f"{self.path}.gzi").is_file() else ""
+        raise DataError(
+            f"{self.name}: its index {index} does not describe it: {problem} (an index of another FASTA, or of an "
+            f"earlier version of this one?); delete {index}{also} and run again to rebuild it"
+        )
 
     @property
     def sequence_names(self) -> list[str]:
@@ -188,6 +286,12 @@ class Genome:
         length = self.length(name)
         inside_start, inside_end = max(start, 0), min(end, length)
         inside = self._fasta[name][inside_start:inside_end] if inside_start < inside_end else ""
+        if len(inside) != max(inside_end - inside_start, 0):  # a compressed FASTA's index is checked here only
+            of_gene = f" (window of gene {gene_id})" if gene_id else ""
+            self._refuse_index(
+                f"sequence {name!r} bases {inside_start + 1:,}..{inside_end:,} read as {len(inside):,} letters, not "
+                f"{inside_end - inside_start:,}{of_gene}"
+            )
         ids = self._tokenizer.encode_fast(inside)
         invalid = np.flatnonzero(ids == self._tokenizer.unk_token_id)
         if len(invalid):
@@ -213,6 +317,12 @@ class Genome:
         self.close()
 
 
+def note_index_rebuilt(genome: Genome, report: ReadReport) -> None:
+    """Counts, in `report`, a genome index that pyfaidx rebuilt because it was older than the FASTA."""
+    if genome.index_rebuilt:
+        report.note(INDEX_REBUILT_NOTE, f"{genome.name}.fai")
+
+
 def missing_chromosomes(windows: list[PromoterWindow], genome: Genome) -> list[str]:
     """The BED chromosomes absent from the genome (under any `chr`-prefix alias); `DataError` when all are."""
     bed_chroms = list(dict.fromkeys(window.chrom for window in windows))
@@ -231,6 +341,7 @@ def select_genome_windows(
     """The windows whose chromosome is in the genome, for reading without labels (prediction): the others are
     dropped and counted in `report`, as `select_promoter_windows` does."""
     report = report if report is not None else ReadReport(genome.name)
+    note_index_rebuilt(genome, report)
     missing = missing_chromosomes(windows, genome)
     for chrom in missing:
         report.note(f"chromosomes missing from {genome.name}", chrom)
@@ -255,6 +366,7 @@ def select_promoter_windows(
     """The windows that can be rebuilt: chromosome in the genome, gene labelled, and with half-life features when
     those are given. Everything left out is counted in `report` (and labels without a window too)."""
     report = report if report is not None else ReadReport(genome.name)
+    note_index_rebuilt(genome, report)
     missing_chroms = missing_chromosomes(windows, genome)
     if not any(window.gene_id in labels for window in windows):
         raise DataError(

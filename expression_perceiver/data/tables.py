@@ -23,7 +23,7 @@ import numpy as np
 
 from ..formats import DEFAULT_PROTEIN_MAX_LENGTH
 from ..modeling.tokenization_expression_perceiver import AminoAcidTokenizer, NucleotideTokenizer
-from .errors import DataError, IdTally, ReadReport, file_label
+from .errors import LARGEST_VALUE, DataError, IdTally, ReadReport, check_value, file_label
 
 Alphabet = Literal["dna", "protein"]
 ALPHABETS = ("dna", "protein")
@@ -165,14 +165,13 @@ def iter_table_rows(path: str | PathLike, required_columns: Sequence[str]) -> It
 
 
 def parse_number(text: str, where: str) -> float:
-    """A finite float from a table field; `DataError` naming `where` otherwise (NaN included)."""
+    """A finite float of magnitude at most `errors.LARGEST_VALUE` from a table field; `DataError` naming `where`
+    otherwise (NaN and infinities included)."""
     try:
         value = float(text)
     except ValueError:
         raise DataError(f"{where} is {text!r}, not a number") from None
-    if not math.isfinite(value):
-        raise DataError(f"{where} is {text!r}, not a finite number")
-    return value
+    return check_value(value, where, text)
 
 
 def parse_features(row: dict[str, str], columns: Sequence[str], where: str) -> list[float]:
@@ -184,14 +183,19 @@ class LabelSpec:
     """Which columns hold the label(s) and how they are transformed.
 
     With `log10`, a label is `log10(value + pseudocount)`; a value with `value + pseudocount <= 0` is an error
-    naming the row. An empty/NaN label is an error naming the row, unless `drop_missing`: then the record is
-    dropped and counted in the report.
+    naming the row, and so is a value that is infinite or lies beyond +-`errors.LARGEST_VALUE` as read (1e308 is
+    refused with or without log10, which would turn it into an unremarkable 308). An empty/NaN label is an error
+    naming the row, unless `drop_missing`: then the record is dropped and counted in the report.
     """
 
     columns: tuple[str, ...] = ("label",)
     log10: bool = False
     pseudocount: float = 0.0
     drop_missing: bool = False
+
+    def __post_init__(self):
+        if not (math.isfinite(self.pseudocount) and 0 <= self.pseudocount <= LARGEST_VALUE):
+            raise ValueError(f"the pseudocount must be a finite number in 0..{LARGEST_VALUE:g}, got {self.pseudocount}")
 
     @property
     def transform(self) -> str:

@@ -25,6 +25,7 @@ FAILURE_FILE = "cell_failure.json"
 LOG_FILE = "train.log"
 
 DONE, FAILED, MISMATCHED, LEFT, RUNNING = "done", "failed", "mismatched", "left", "running"
+ATTEMPT_MARK = "=== "  # a line of train.log that starts an attempt at the cell: "=== DATE TIME: COMMAND"
 
 
 @dataclass
@@ -61,11 +62,14 @@ def cell_state(cell: Cell, processes: int = 1) -> CellState:
 
 def launch_command(cell: Cell, processes: int = 1, threads: int | None = None) -> list[str]:
     """The command that runs a cell: `python -m expression_perceiver.cli train ...` in one process, or the same
-    through `accelerate launch` over several processes (GPUs) for one cell."""
+    through `accelerate launch -q` over several processes (GPUs) for one cell (quiet: a refused run's one line is not
+    followed by the launcher's own traceback in the cell's train.log)."""
     train = ["-m", "expression_perceiver.cli", "train", *cell.argv]
     if processes <= 1:
         return [sys.executable, *train]
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes)]
+    launcher = [
+        sys.executable, "-m", "accelerate.commands.launch", "-q", "--multi_gpu", "--num_processes", str(processes),
+    ]  # fmt: skip
     if threads:
         launcher += ["--num_cpu_threads_per_process", str(threads)]
     return [*launcher, *train]
@@ -77,11 +81,10 @@ def start_cell(cell: Cell, environment: dict[str, str], processes: int = 1, thre
     folder.mkdir(parents=True, exist_ok=True)
     (folder / FAILURE_FILE).unlink(missing_ok=True)
     log = open(folder / LOG_FILE, "a")  # noqa: SIM115 - closed by `finish_cell`
-    log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(launch_command(cell, processes, threads))}\n")
+    command = launch_command(cell, processes, threads)
+    log.write(f"\n{ATTEMPT_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(command)}\n")
     log.flush()
-    process = subprocess.Popen(
-        launch_command(cell, processes, threads), stdout=log, stderr=subprocess.STDOUT, env=environment
-    )
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
     process.log = log
     return process
 
@@ -94,11 +97,26 @@ def finish_cell(cell: Cell, returncode: int, log_file=None) -> bool:
         return True
     if output_dir_in_use(cell.output_dir):  # refused: another runner's live run holds the folder
         return False
-    tail = last_lines(Path(cell.output_dir) / LOG_FILE, 30)
-    error = next((line for line in reversed(tail) if "error" in line.lower()), tail[-1] if tail else "no output")
-    failure = {"returncode": returncode, "error": error.strip(), "log_tail": tail}
+    tail = last_lines(Path(cell.output_dir) / LOG_FILE, 200)
+    failure = {"returncode": returncode, "error": failure_line(tail), "log_tail": tail[-30:]}
     (Path(cell.output_dir) / FAILURE_FILE).write_text(json.dumps(failure, indent=2) + "\n")
     return False
+
+
+# How the training command states a refusal: one line, before anything a launcher prints after it.
+REFUSAL_PREFIX = "expression-perceiver train: error: "
+
+
+def failure_line(tail: list[str]) -> str:
+    """The line of a failed run's log that says why: the training's own refusal, else the last line that speaks of
+    an error, else the last line. Only the last attempt's lines count (the log keeps every attempt)."""
+    starts = [i for i, line in enumerate(tail) if line.startswith(ATTEMPT_MARK)]
+    tail = tail[starts[-1] + 1 :] if starts else tail
+    refusal = next((line for line in tail if line.startswith(REFUSAL_PREFIX)), None)
+    if refusal is not None:
+        return refusal.strip()
+    error = next((line for line in reversed(tail) if "error" in line.lower()), tail[-1] if tail else "no output")
+    return error.strip()
 
 
 def run_cell(cell: Cell, processes: int = 1, threads: int | None = None) -> bool:

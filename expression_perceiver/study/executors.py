@@ -79,6 +79,9 @@ def visible_gpus() -> list[str]:
 
 def gpu_slots(cells_per_gpu: int = 1, gpus_per_cell: int = 1, gpus: list[str] | None = None) -> list[Slot]:
     """One worker per visible GPU (or per group of `gpus_per_cell`), `cells_per_gpu` small cells on each."""
+    for flag, value in (("--cells-per-gpu", cells_per_gpu), ("--gpus-per-cell", gpus_per_cell)):
+        if value < 1:
+            raise ValueError(f"executor gpus: {flag} must be at least 1, got {value}")
     gpus = visible_gpus() if gpus is None else gpus
     if not gpus:
         raise ValueError("executor gpus: no GPU is visible (CUDA_VISIBLE_DEVICES / torch.cuda); use --executor local")
@@ -156,10 +159,28 @@ class SlurmOptions:
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> SlurmOptions:
         known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(values) - known)
+        unknown = sorted(str(name) for name in set(values) - known)
         if unknown:
             raise ValueError(f"slurm: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        return cls(**values)
+        options = cls(**values)
+        options.check()
+        return options
+
+    def check(self) -> None:
+        """Each option of the right kind: whole numbers >= 1, a partition name, lists of text lines."""
+        for name in ("time_min", "gpus_per_task", "array_parallelism", "cpus_per_task", "mem_gb"):
+            value = getattr(self, name)
+            if value is None and name in ("cpus_per_task", "mem_gb"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"slurm: {name} must be a whole number >= 1, got {value!r}")
+        if self.partition is not None and not isinstance(self.partition, str):
+            raise ValueError(f"slurm: partition must be a name, got {self.partition!r}")
+        for name in ("extra_sbatch", "setup"):
+            lines = getattr(self, name)
+            if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+                raise ValueError(f"slurm: {name} must be a list of text lines, got {lines!r}")
+        self.additional_parameters()  # every extra_sbatch line of the form --name=value
 
     def additional_parameters(self) -> dict[str, str]:
         """`extra_sbatch` lines ('--qos=normal') as submitit's `slurm_additional_parameters`."""

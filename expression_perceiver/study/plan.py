@@ -25,7 +25,7 @@ from .executors import (
     study_states,
     submit_slurm,
 )
-from .spec import Study, save_study_copy
+from .spec import Study, bind_study_folder, save_study_copy
 
 
 def plan_lines(study: Study) -> list[str]:
@@ -129,9 +129,11 @@ def run_study(
     slurm: SlurmOptions | None = None,
     slurm_cluster: str | None = None,
     report: Callable[[str], None] = print,
+    extend: bool = False,
 ) -> dict[str, int] | list:
     """Runs (or submits) every unfinished cell of the study and keeps a copy of the study file beside them. An
-    executor that cannot run here is refused before anything is written."""
+    executor that cannot run here, or a study other than the one the output folder holds (`spec.bind_study_folder`;
+    `extend` lets one that only adds to it in), is refused before anything is written."""
     if executor not in ("local", "gpus", "slurm"):
         raise ValueError(f"--executor must be local, gpus or slurm, got {executor!r}")
     if executor == "local" and jobs < 1:
@@ -145,6 +147,10 @@ def run_study(
     )
     if executor == "slurm":
         check_scheduler(slurm_cluster)
+        (slurm or SlurmOptions.from_mapping(study.slurm)).check()
+    additions = bind_study_folder(study, extend)
+    if additions:
+        report(f"extending the study in {study.output_dir}: {'; '.join(additions)}")
     save_study_copy(study)
     if slots is not None:
         return run_on_slots(study, slots, report)

@@ -72,7 +72,7 @@ def test_fractions_overrides_and_recipes_reach_the_cell_arguments(tmp_path):
         ({"reference": "baseline"}, "reference 'baseline' is not a table row"),
         (
             {"table": [{"name": "none"}, {"name": "x", "strategy": "sideways", "mask_length": 3}]},
-            "table[1]: unknown masking strategy 'sideways'",
+            "table[1] (x): unknown masking strategy 'sideways'",
         ),
         ({"table": [{"name": "none"}, {"name": "x", "strategy": "first"}]}, "needs a mask_length or a mask_fraction"),
         ({"table": [{"name": "none"}, {"name": "x", "strategy": "first", "mask_length": [1, 2]}]}, "one mask size"),
