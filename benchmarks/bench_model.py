@@ -220,7 +220,7 @@ def efficiency_comparison(batch: int = BATCH, length: int = LENGTH, repeats: int
     queries, width = encoder.config.num_latents * encoder.config.cross_attention_heads, encoder.config.embedding_dim
     query = torch.randn(batch, queries, width) * 0.1
     scale, eps = encoder.config.cross_attention_head_dim**-0.5, encoder.config.layer_norm_eps
-    chunk = kernels.chunk_length(batch, queries, length)
+    chunk = kernels.positions_per_chunk(queries, encoder.config.max_sequence_length)
 
     def forward() -> None:
         with torch.no_grad():

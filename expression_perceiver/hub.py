@@ -32,13 +32,46 @@ def git_blob_sha1(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
+# How `huggingface_hub` names a cached blob: the Hub's ETag of the file, its sha256 for a large (LFS) file such as
+# the weights, its git blob id for any other.
+SHA256_NAME, GIT_BLOB_NAME = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9a-f]{40}")
+
+
+def check_cached_files(repo_id: str, folder: Path) -> int:
+    """Checks each file of a cached snapshot against the name of the cache blob it links to (a sha256 or a git
+    blob id, see SHA256_NAME): a file changed in the cache since it was downloaded is a ValueError naming it. Needs
+    no Hub, so it holds offline; returns how many files were checked (a cache without links, or with other names,
+    has nothing to check them against)."""
+    checked = 0
+    for path in sorted(folder.rglob("*")):
+        blob = path.resolve()
+        if not path.is_symlink() or not blob.is_file() or blob.parent.name != "blobs":
+            continue
+        if SHA256_NAME.fullmatch(blob.name):
+            found, kind = file_sha256(blob), "sha256"
+        elif GIT_BLOB_NAME.fullmatch(blob.name):
+            found, kind = git_blob_sha1(blob), "git blob id"
+        else:
+            continue
+        if found != blob.name:
+            raise ValueError(
+                f"{repo_id}: the cached {path.relative_to(folder).as_posix()} is not the file the Hub sent ({kind} "
+                f"{found[:12]}... where the cache names it {blob.name[:12]}...): a corrupted cache; remove it with "
+                f"`hf cache delete` and download it again"
+            )
+        checked += 1
+    return checked
+
+
 def verified_snapshot(repo_id: str, revision: str | None = None) -> Path:
     """Downloads (or finds in the cache) a Hub repository and checks every file against the Hub's own record:
     sha256 for large (LFS) files such as the weights, the git blob id for the others. A file that differs (a
-    corrupted download or cache) is a ValueError naming it; offline, the cached files are used as they are."""
+    corrupted download or cache) is a ValueError naming it. Offline, each cached file is checked against the name
+    its cache blob was given from the Hub's record when it was downloaded (`check_cached_files`)."""
     folder = Path(snapshot_download(repo_id, revision=revision))
     if constants.HF_HUB_OFFLINE:
-        logger.info("offline: %s used from the cache without checking it against the Hub", repo_id)
+        checked = check_cached_files(repo_id, folder)
+        logger.info("offline: %s used from the cache, %d files checked against their cache names", repo_id, checked)
         return folder
     info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
     for sibling in info.siblings or []:

@@ -4,7 +4,10 @@ The server speaks the subset of the Hub API that `huggingface_hub` (create_repo,
 create_commit, create_branch, create_tag, list_repo_refs, list_repo_files, list_repo_tree, list_repo_commits,
 model_info, hf_hub_download, snapshot_download) and `transformers` (`push_to_hub`, `from_pretrained`,
 `Trainer(push_to_hub=True)`) use. Every file is committed as a regular git blob: the preupload answer is
-`uploadMode: "regular"`, so contents arrive inline (base64) in the NDJSON commit and no LFS or Xet transfer happens.
+`uploadMode: "regular"`, so contents arrive inline (base64) in the NDJSON commit and no LFS or Xet transfer happens;
+downloads name the types the Hub keeps in LFS (weights) by their sha256 (`X-Linked-Etag`), as the Hub does, so the
+client's cache names their blobs by it. A commit naming its parent (`parentCommit`, `create_commit(...,
+parent_commit=...)`) is refused with 412 when that parent is no longer the branch's head, as on the Hub.
 Writes need a bearer token (any string); reads need none, private repositories included. Each request and commit
 records the token and user agent that sent it, so a test can tell which process pushed. A request the server does
 not serve gets a 404 naming it and shows up in `hub.requests`.
@@ -172,7 +175,8 @@ class _HubState:
         self.commits: dict[str, HubCommit] = {}
         self.blobs: dict[str, bytes] = {}
         self.requests: list[HubRequest] = []
-        # By repository id (None: every repository): ("status", 500), ("drop", 0) or ("stall", seconds).
+        # By repository id (None: every repository): ("status", 500), ("drop", 0), ("stall", seconds) or ("lose",
+        # how many more commits are applied with their answer lost).
         self.commit_faults: dict[str | None, tuple[str, float]] = {}
         self._commit_counter = itertools.count()
 
@@ -265,6 +269,11 @@ class _HubState:
         return commit
 
 
+def _stored_in_lfs(path: str) -> bool:
+    """Whether the Hub would keep the file in LFS: the types the initial `.gitattributes` sends there (weights)."""
+    return path.endswith((".safetensors", ".bin", ".pt", ".h5", ".parquet"))
+
+
 def _tree_entry(path: str, blob_sha: str, size: int) -> dict[str, Any]:
     return {"type": "file", "oid": blob_sha, "size": size, "path": path}
 
@@ -337,6 +346,7 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         self.query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         self.body = self._read_body()
         self.status_sent = 500
+        self.answer_lost = False  # set for a commit that is applied and then not answered
         if self._commit_fault_applied(method, url.path):
             return
         try:
@@ -351,12 +361,22 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
             )
 
     def _commit_fault_applied(self, method: str, path: str) -> bool:
-        """Answers a commit with the injected fault, if any: an HTTP error, a dropped connection, or a stall."""
+        """Answers a commit with the injected fault, if any: an HTTP error, a dropped connection, or a stall. A
+        commit whose answer is to be lost is applied as usual (False) and its success never sent."""
         commit = re.search(r"^/api/(?:models|datasets|spaces)/(.+)/commit/[^/]+$", path)
         if method != "POST" or commit is None:
             return False
-        faults = self.state.commit_faults
-        fault = faults.get(commit.group(1), faults.get(None))
+        with self.state.lock:
+            faults = self.state.commit_faults
+            key = commit.group(1) if commit.group(1) in faults else None
+            fault = faults.get(key)
+            if fault is not None and fault[0] == "lose":
+                if fault[1] <= 1:
+                    del faults[key]
+                else:
+                    faults[key] = ("lose", fault[1] - 1)
+                self.answer_lost = True
+                return False
         if fault is None:
             return False
         kind, value = fault
@@ -389,6 +409,11 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         return json.loads(self.body or b"{}")
 
     def _send(self, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> None:
+        if self.answer_lost and status < 300:  # applied, and the answer lost on its way: the connection drops
+            self.status_sent = 0
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.status_sent = status
         self.send_response(status)
         for name, value in (headers or {}).items():
@@ -540,7 +565,7 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         carry their sha256 under `lfs`, as on the Hub; other files are known by their git blob id."""
         content = self.state.blobs[blob]
         sibling: dict[str, Any] = {"rfilename": path, "size": len(content), "blobId": blob}
-        if path.endswith((".safetensors", ".bin", ".pt", ".h5", ".parquet")):
+        if _stored_in_lfs(path):
             sibling["lfs"] = {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content), "pointerSize": 134}
         return sibling
 
@@ -750,6 +775,10 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
             "ETag": f'"{blob}"',
             "X-Repo-Commit": sha,
         }
+        if _stored_in_lfs(path):
+            # As the Hub names an LFS file: by its sha256, which the client's cache then names its blob by.
+            headers["X-Linked-Etag"] = f'"{hashlib.sha256(content).hexdigest()}"'
+            headers["X-Linked-Size"] = str(len(content))
         start, end = self._requested_range(len(content))
         if (start, end) == (0, len(content)):
             return self._send(200, content, headers)
@@ -819,9 +848,13 @@ class HubTestServer:
     def fail_commits(self, kind: str | None, value: float = 0, repo_id: str | None = None) -> None:
         """Makes every commit (to `repo_id`, or to any repository) fail from now on: `"status"` answers HTTP `value`
         (e.g. 500), `"drop"` closes the connection without an answer, `"stall"` answers nothing for `value` seconds;
-        None heals the server (for `repo_id`, or everywhere)."""
-        if kind not in (None, "status", "drop", "stall"):
+        `"lose"` applies the next `value` commit requests as usual but closes the connection instead of answering
+        those that succeed (a response lost on its way: the client cannot tell whether its commit landed), then
+        heals itself (`math.inf`: never); None heals the server (for `repo_id`, or everywhere)."""
+        if kind not in (None, "status", "drop", "stall", "lose"):
             raise ValueError(f"unknown fault {kind!r}")
+        if kind == "lose" and not value >= 1:
+            raise ValueError(f"a lost answer needs a count of commits >= 1, got {value!r}")
         if kind is None and repo_id is None:
             self._state.commit_faults.clear()
         elif kind is None:

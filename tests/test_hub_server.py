@@ -239,3 +239,61 @@ def test_resolve_answers_with_the_headers_and_codes_the_client_reads():
             assert response.status == 206
             assert response.read() == content[1000:]
             assert response.headers["Content-Range"] == f"bytes 1000-{len(content) - 1}/{len(content)}"
+
+
+CONDITIONAL_SCRIPT = """
+    import json
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi()
+    api.create_repo("org/conditional")
+
+    def commit(name, parent):
+        try:
+            operations = [CommitOperationAdd(f"{name}.txt", name.encode())]
+            return api.create_commit("org/conditional", operations, commit_message=name, parent_commit=parent).oid
+        except HfHubHTTPError as error:
+            return error.response.status_code
+
+    first = commit("first", None)
+    second = commit("second", first)  # on the head: lands
+    stale = commit("stale", first)  # `first` is no longer the head
+    print(json.dumps({"first": first, "second": second, "stale": stale}))
+"""
+
+
+@pytest.mark.slow
+def test_a_commit_whose_parent_is_no_longer_the_head_is_refused_with_412(hub, tmp_path):
+    result = run_client(CONDITIONAL_SCRIPT, client_environment(hub, tmp_path / "hf_home"))
+    assert result["stale"] == 412
+    commits = hub.commits("org/conditional")
+    assert [commit.title for commit in commits] == ["initial commit", "first", "second"]
+    assert [commit.sha for commit in commits[1:]] == [result["first"], result["second"]]
+    assert "stale.txt" not in hub.files("org/conditional")
+
+
+LOST_ANSWER_SCRIPT = """
+    import json, sys
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo("org/lost-answer")
+    commit = api.upload_folder(repo_id="org/lost-answer", folder_path=sys.argv[1], commit_message="upload")
+    print(json.dumps({"oid": commit.oid}))
+"""
+
+
+@pytest.mark.slow
+def test_a_commit_whose_answer_is_lost_is_applied_and_the_plain_clients_retry_applied_again(hub, tmp_path):
+    """What the `lose` fault stands for: the commit lands, its answer does not come, and `upload_folder` sends it
+    again, unconditionally (`huggingface_hub` warns of this), so it lands twice."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "config.json").write_text("{}")
+    hub.fail_commits("lose", 1, repo_id="org/lost-answer")
+    result = run_client(LOST_ANSWER_SCRIPT, client_environment(hub, tmp_path / "hf_home"), str(tmp_path / "folder"))
+    commits = hub.commits("org/lost-answer")
+    assert [commit.title for commit in commits] == ["initial commit", "upload", "upload"]
+    assert commits[-1].sha == result["oid"]  # the answer that came is the second commit's
+    lost = [request.status for request in hub.requests if request.path == "/api/models/org/lost-answer/commit/main"]
+    assert lost == [0, 200]

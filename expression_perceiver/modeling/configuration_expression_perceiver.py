@@ -1,5 +1,8 @@
 """Configurations of the DNA, Protein and Protein&DNA Perceivers (after Stefanini et al., 2023)."""
 
+import math
+from numbers import Real
+
 from transformers import PreTrainedConfig
 
 # The implementations of the cross-attention over the sequence (see `kernels_expression_perceiver.py`).
@@ -25,6 +28,25 @@ def _with_labels(config: PreTrainedConfig, config_dict: dict) -> dict:
     config_dict["id2label"] = {str(key): value for key, value in config.id2label.items()}
     config_dict["label2id"] = dict(config.label2id)
     return config_dict
+
+
+def _validate_label_scale(config: PreTrainedConfig) -> None:
+    """Refuses a `label_mean` or `label_std` that cannot have come from training labels, naming the field and value:
+    predictions are `logits * label_std + label_mean`, so each needs one finite value per output, and a standard
+    deviation of 0 or below would flatten or mirror every prediction. A bare number stands for one value."""
+    for field, positive in (("label_mean", False), ("label_std", True)):
+        values = getattr(config, field)
+        if values is None:
+            continue
+        entries = [values] if isinstance(values, Real) else values
+        valid = isinstance(entries, (list, tuple)) and len(entries) == config.num_labels
+        valid = valid and all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in entries)
+        if not valid or (positive and any(v <= 0 for v in entries)):
+            requirement = "finite values > 0" if positive else "finite values"
+            raise ValueError(
+                f"{type(config).__name__}.{field} must hold {config.num_labels} {requirement} (one per output), "
+                f"got {values!r}"
+            )
 
 
 class PerceiverExpressionConfig(PreTrainedConfig):
@@ -74,11 +96,14 @@ class PerceiverExpressionConfig(PreTrainedConfig):
             or `"auto"` (default: `"chunked"` on CPU in eager mode, `"folded"` elsewhere). A run-time choice: set it
             on a loaded model's config or pass it to `from_pretrained`.
         attention_chunk_length (`int`, *optional*): positions per chunk of the `"chunked"` implementation; by
-            default sized so that one chunk's scores take about 8 MB. Changes speed and memory, not results.
+            default 512 for 128 query rows (`num_latents * cross_attention_heads`), i.e. 256 KB of scores per
+            sequence, at most `max_sequence_length`. Never a function of the batch: with a given value a sequence
+            gives the same bits in any batch, padded to any length. Changes speed, memory and float32 rounding.
         initializer_range (`float`): standard deviation of the normal initialisation of linear layers and latents.
         label_mean (`list[float]`, *optional*): training-set mean of each output; with `label_std`, the model's
             logits are standardised labels and `logits * label_std + label_mean` is in the data's units.
-        label_std (`list[float]`, *optional*): training-set standard deviation of each output.
+        label_std (`list[float]`, *optional*): training-set standard deviation of each output. Both hold
+            `num_labels` finite values, the standard deviations > 0.
         feature_mean (`list[float]`, *optional*): training-set mean of each per-gene feature (`num_features`
             values); prediction tools fill a gene's missing features with it when asked to.
         feature_names (`list[str]`, *optional*): the per-gene features' names, in the order the model reads them
@@ -185,6 +210,7 @@ class PerceiverExpressionConfig(PreTrainedConfig):
             raise ValueError(
                 f"{type(self).__name__}.attention_chunk_length must be a positive integer or None, got {chunk!r}"
             )
+        _validate_label_scale(self)
         if self.embedding_dim % 2:
             raise ValueError(f"{type(self).__name__}.embedding_dim must be even (sinusoids), got {self.embedding_dim}")
         if self.first_letter_token_id + self.alphabet_size > self.vocab_size:
@@ -270,6 +296,7 @@ class ProteinDNAPerceiverConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"ProteinDNAPerceiverConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        _validate_label_scale(self)
 
     def to_diff_dict(self) -> dict:
         return _with_labels(self, super().to_diff_dict())

@@ -40,7 +40,7 @@ class SequenceBatch:
     normalized: torch.Tensor | None = None
     token_table: torch.Tensor | None = None
     position_table: torch.Tensor | None = None
-    chunk_length: int | None = None  # positions per chunk of the chunked kernel; None sizes them
+    chunk_length: int | None = None  # positions per chunk of the chunked kernel (`positions_per_chunk`)
 
 
 def resolve_sequence_attention(implementation: str, input_ids: torch.Tensor) -> str:
@@ -52,21 +52,25 @@ def resolve_sequence_attention(implementation: str, input_ids: torch.Tensor) -> 
 
 
 # The chunked kernel: softmax(q x^T * scale) x over x = RMSNorm(token_table[ids] + position_table), both tables centred.
-# Float32 scores per chunk: 8 MB, 2,048 positions of a batch of 8 with 128 queries. Smaller chunks fit a core's L2
-# cache but gain little (measured) and multiply the operations, each a thread barrier that a busy machine makes slow.
-SCORES_PER_CHUNK = 1 << 21
+# Float32 scores per chunk and sequence: 256 KB, 512 positions for 128 queries (4 MB at batch 16). The chunk length
+# depends on the model's widths only, never on the batch or the sequence's length: every sum over positions then runs
+# over the same chunks in the same order whatever else the batch holds (see `ChunkedSequenceAttention`). The last
+# chunk is computed at full length, so longer chunks waste more; 512 positions lose nothing measurable against the
+# batch-sized chunks used before (benchmarks/RESULTS.md, "Chunks fixed by the model").
+SCORES_PER_SEQUENCE_CHUNK = 1 << 16
 MIN_CHUNK_LENGTH = 128  # below this, per-chunk overhead outweighs the memory saved
 # exp(score) for |score| <= 30 stays far from float32 overflow and underflow, so no running maximum is needed.
 UNSHIFTED_SCORE_LIMIT = 30.0
 
 
-def chunk_length(batch: int, queries: int, length: int, fixed: int | None = None) -> int:
-    """Positions per chunk: `fixed` if given, else the power of two whose scores come closest to SCORES_PER_CHUNK
-    from below."""
-    if fixed is not None:
-        return min(length, fixed)
-    fitting = max(SCORES_PER_CHUNK // (batch * queries), 1)
-    return min(length, max(MIN_CHUNK_LENGTH, 1 << (fitting.bit_length() - 1)))
+def positions_per_chunk(queries: int, max_length: int | None = None, fixed: int | None = None) -> int:
+    """Positions per chunk of the chunked kernel for a model of `queries` queries (latents x heads) reading up to
+    `max_length` positions: `fixed` if given, else the power of two whose scores for one sequence come closest to
+    SCORES_PER_SEQUENCE_CHUNK from below; at most `max_length`. A function of the model, never of the batch."""
+    if fixed is None:
+        fitting = max(SCORES_PER_SEQUENCE_CHUNK // queries, 1)
+        fixed = max(MIN_CHUNK_LENGTH, 1 << (fitting.bit_length() - 1))
+    return fixed if max_length is None else max(1, min(fixed, max_length))
 
 
 def centred_chunk(tokens: torch.Tensor, positions: torch.Tensor, input_ids: torch.Tensor, start: int, end: int):
@@ -93,8 +97,15 @@ class ChunkedSequenceAttention(torch.autograd.Function):
     sequence at once. The backward pass recomputes each chunk, as FlashAttention does, and folds the layer norm's
     and the embedding's backward in, so it returns gradients for the (small) tables directly.
 
-    Scores are exponentiated without subtracting a running maximum when |score| <= `score_limit` is
-    guaranteed (|x| <= sqrt(width) after normalisation bounds them); otherwise a first pass finds each row's maximum.
+    A sequence's outputs are the same bits in any batch, padded to any length. Chunks start at multiples of `chunk`
+    and every chunk's products and sums run over exactly `chunk` positions: the last one is completed with masked
+    zero positions, as a padded batch completes it with masked padding. Masked positions weigh exactly 0, and the
+    chunks are added in order, so neither the batch's other sequences nor the chunks of padding beyond a sequence
+    change its sums (a library's sum over a row of another length may add the same numbers in another order).
+
+    Scores are exponentiated without subtracting a running maximum in each query row where |score| <=
+    `score_limit` is guaranteed (|x| <= sqrt(width) after normalisation bounds them); in the other rows a first pass
+    finds the row's maximum. The choice is per row, so it does not depend on the batch either.
     """
 
     @staticmethod
@@ -117,25 +128,33 @@ class ChunkedSequenceAttention(torch.autograd.Function):
         padded = padded_chunks(mask, length, chunk)
         scaled = query * scale
         inverse = query.new_empty(batch, length, 1)  # kept for the backward pass
-        scores = query.new_empty(batch * queries * chunk)
+        scores = query.new_empty(batch, queries, chunk)
+        tail = length - starts[-1]
+        completed = query.new_zeros(batch, chunk, width) if tail < chunk else None  # the last chunk, full length
 
         def chunk_scores(index: int, start: int) -> tuple[torch.Tensor, torch.Tensor]:
             end = min(start + chunk, length)
             x = centred_chunk(tokens, positions, input_ids, start, end)
             inverse[:, start:end] = inverse_rms(x, eps)
             x.mul_(inverse[:, start:end])
-            s = torch.bmm(
-                scaled, x.transpose(1, 2), out=scores[: batch * queries * (end - start)].view(batch, queries, -1)
-            )
+            if end - start < chunk:
+                completed[:, : end - start] = x
+                x = completed
+            s = torch.bmm(scaled, x.transpose(1, 2), out=scores)
             if padded[index]:
-                s.masked_fill_(~mask[:, None, start:end], -math.inf)
+                s[:, :, : end - start].masked_fill_(~mask[:, None, start:end], -math.inf)
+            if end - start < chunk:
+                s[:, :, end - start :] = -math.inf
             return s, x
 
         shift = None
-        if float(torch.linalg.vector_norm(scaled, dim=-1).amax()) * math.sqrt(width) > score_limit:
+        bound = torch.linalg.vector_norm(scaled, dim=-1, keepdim=True).mul_(math.sqrt(width))
+        unshifted = bound <= score_limit
+        if not bool(unshifted.all()):
             shift = torch.full((batch, queries, 1), torch.finfo(query.dtype).min, device=query.device)
             for index, start in enumerate(starts):
                 torch.maximum(shift, chunk_scores(index, start)[0].amax(-1, keepdim=True), out=shift)
+            shift.masked_fill_(unshifted, 0.0)
         weighted = query.new_zeros(batch, queries, width)
         total = query.new_zeros(batch, queries, 1)
         for index, start in enumerate(starts):
@@ -204,8 +223,7 @@ def sequence_attention(query: torch.Tensor, sequence: SequenceBatch, scale: floa
         x = sequence.normalized[:, None]
         mask = None if sequence.mask is None else sequence.mask[:, None, None, :]
         return F.scaled_dot_product_attention(query[:, None], x, x, attn_mask=mask, scale=scale)[:, 0]
-    batch, queries, _ = query.shape
-    chunk = chunk_length(batch, queries, sequence.input_ids.shape[1], sequence.chunk_length)
+    chunk = sequence.chunk_length or positions_per_chunk(query.shape[1])
     # Float32 throughout: under bf16 autocast, bf16 scores would cost precision and, on CPU, speed.
     with torch.autocast(device_type=query.device.type, enabled=False):
         out = ChunkedSequenceAttention.apply(

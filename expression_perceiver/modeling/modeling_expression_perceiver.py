@@ -32,6 +32,7 @@ from .kernels_expression_perceiver import (
     SequenceBatch,
     attention_kernel,
     convolve,
+    positions_per_chunk,
     resolve_sequence_attention,
     sequence_attention,
     window_softmax_pool,
@@ -100,7 +101,10 @@ class SequenceEmbedding(nn.Module):
             sequence.normalized = F.layer_norm(self(input_ids), (self.position_table.shape[-1],), eps=sequence.eps)
         else:
             sequence.token_table, sequence.position_table = self.centered_tables(input_ids.shape[1])
-            sequence.chunk_length = config.attention_chunk_length
+            queries = config.num_latents * config.cross_attention_heads
+            sequence.chunk_length = positions_per_chunk(
+                queries, config.max_sequence_length, config.attention_chunk_length
+            )
         return sequence
 
 

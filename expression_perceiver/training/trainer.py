@@ -1,12 +1,16 @@
 """Trainer wiring: model construction, label scaling, metrics in original units, and the evaluation collator."""
 
 import dataclasses
+import hashlib
+import itertools
 import json
 import logging
 import re
+import threading
 import time
 from pathlib import Path
 
+import httpx2  # the HTTP client `huggingface_hub` is built on
 import yaml
 from torch.utils.data import SequentialSampler
 from transformers import (
@@ -120,15 +124,108 @@ def check_loaded_weights(load_result, where: str = "the checkpoint") -> None:
         )
 
 
+# A commit of the Hub API (`create_commit`, and each commit of `upload_folder`), in its URL-encoded form.
+COMMIT_ROUTE = re.compile(r"^/api/(?P<kind>models|datasets|spaces)/(?P<repo>.+)/commit/(?P<revision>[^/]+)$")
+# Answers after which `huggingface_hub` sends a request again: the Hub may have applied the commit all the same.
+RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class ConditionalCommitClient(httpx2.Client):
+    """The HTTP client of `huggingface_hub` for pushes, under which a commit lands once however often it is sent.
+
+    The client sends a commit again when its answer does not come (a timeout, a dropped connection, a 5xx), though
+    the Hub may have applied it. Each commit that names no parent is therefore sent conditional on the branch head
+    it was first sent on (`parentCommit`, what `create_commit(..., parent_commit=...)` sends), and every retry of the
+    same payload on that same head: once one attempt has landed, the Hub refuses the others (412, the parent is no
+    longer the head). A 412 whose commit is found in the branch's history just after that parent, under the same
+    title, is answered as the success it stands for; after any other 412 (someone else committed meanwhile) the
+    commit is sent on the new head, where an unconditional commit would have landed too."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._parents: dict[str, str] = {}  # a commit payload's digest -> the head its first attempt was sent on
+        self._parents_lock = threading.Lock()
+
+    def send(self, request: httpx2.Request, **kwargs) -> httpx2.Response:
+        route = COMMIT_ROUTE.match(request.url.raw_path.decode().partition("?")[0])
+        if request.method != "POST" or route is None or "create_pr" in request.url.params:
+            return super().send(request, **kwargs)
+        body = request.read()
+        first_line, newline, operations = body.partition(b"\n")
+        try:
+            header = json.loads(first_line)
+        except ValueError:  # not an NDJSON commit: the Hub answers it as it is
+            return super().send(request, **kwargs)
+        if header.get("key") != "header" or "parentCommit" in header.get("value", {}):
+            return super().send(request, **kwargs)
+        repository = f"{request.url.scheme}://{request.url.netloc.decode()}/api/{route['kind']}/{route['repo']}"
+        revision, title = route["revision"], header["value"].get("summary", "")
+        digest = hashlib.sha256(str(request.url).encode() + body).hexdigest()
+        with self._parents_lock:
+            parent = self._parents.get(digest)
+        for _ in range(3):  # each round after the first: someone else committed between head and commit
+            if parent is None:
+                parent = self._head(repository, revision, request)
+                if parent is None:  # the commit creates the branch: there is no head to be conditional on
+                    return super().send(request, **kwargs)
+                with self._parents_lock:
+                    self._parents[digest] = parent
+            header["value"]["parentCommit"] = parent
+            headers = [(name, value) for name, value in request.headers.raw if name.lower() != b"content-length"]
+            content = json.dumps(header).encode() + newline + operations
+            conditional = httpx2.Request(
+                "POST", request.url, headers=headers, content=content, extensions=request.extensions
+            )
+            response = super().send(conditional, **kwargs)  # an error leaves the parent for the retry
+            if response.status_code != 412:
+                if response.status_code not in RETRIED_STATUSES:
+                    with self._parents_lock:
+                        self._parents.pop(digest, None)
+                return response
+            landed = self._landed_after(repository, revision, parent, title, request)
+            if landed is not None:
+                with self._parents_lock:
+                    self._parents.pop(digest, None)
+                response.close()
+                prefix = "" if route["kind"] == "models" else f"{route['kind']}/"
+                commit_url = f"{request.url.scheme}://{request.url.netloc.decode()}/{prefix}{route['repo']}/commit"
+                answer = {"success": True, "commitOid": landed, "commitUrl": f"{commit_url}/{landed}"}
+                logger.info("a commit to %s landed before its answer was lost: %s", route["repo"], landed)
+                return httpx2.Response(200, json={**answer, "pullRequestUrl": None}, request=request)
+            parent = None
+        return response
+
+    def _head(self, repository: str, revision: str, request: httpx2.Request) -> str | None:
+        """The commit `revision` points at, None when there is no such branch."""
+        answer = self.get(f"{repository}/revision/{revision}", headers=self._authorization(request))
+        if answer.status_code == 404:
+            return None
+        answer.raise_for_status()
+        return answer.json()["sha"]
+
+    def _landed_after(self, repository: str, revision: str, parent: str, title: str, request) -> str | None:
+        """The commit titled `title` right after `parent` in the branch's history, if there is one."""
+        answer = self.get(f"{repository}/commits/{revision}", headers=self._authorization(request))
+        answer.raise_for_status()
+        for newer, older in itertools.pairwise(answer.json()):  # newest first
+            if older["id"] == parent:
+                return newer["id"] if newer["title"] == title else None
+        return None
+
+    @staticmethod
+    def _authorization(request: httpx2.Request) -> dict[str, str]:
+        return {name: request.headers[name] for name in ("authorization", "user-agent") if name in request.headers}
+
+
 def bound_hub_requests(timeout_s: float) -> None:
     """Gives every request of `huggingface_hub` in this process a read timeout (its default client waits forever),
-    so that a stalled Hub ends a push with an error instead of hanging the run."""
-    import httpx2  # the HTTP client `huggingface_hub` is built on
+    so that a stalled Hub ends a push with an error instead of hanging the run, and makes its commits conditional so
+    that retrying one whose answer was lost does not commit it twice (`ConditionalCommitClient`)."""
     from huggingface_hub import set_client_factory
     from huggingface_hub.utils._http import hf_request_event_hook
 
     set_client_factory(
-        lambda: httpx2.Client(
+        lambda: ConditionalCommitClient(
             event_hooks={"request": [hf_request_event_hook]},
             follow_redirects=True,
             timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 30.0)),
@@ -178,9 +275,229 @@ def check_config_fields(overrides: dict, config_class: type) -> None:
         )
 
 
+def read_checkpoint(folder: str | Path, head_optional: bool = False):
+    """The configuration of a checkpoint folder of one of our model types, checked against its family and its
+    weights before any model is built, and its safetensors weight files: `(config, files)`. Anything that does not
+    fit is a `ValueError` of one line (without the checkpoint's name, which callers put first):
+
+    - `config.json` is read as data: its `model_type` must be one of ours, whose own configuration class reads it
+      (no code in the folder is ever run); its `architectures` must name that family's classes, and each encoder's
+      `vocab_size` must hold the ids of its family's tokenizer, so a `model_type` edited onto another family's
+      weights is refused;
+    - only safetensors weights are read (never a pickle): their headers' tensor names and shapes, no tensor data,
+      against the state dict of the model the config builds on the meta device (no memory, no initialisation).
+      A mismatch names the config field that explains it when one does (found by building the model again with each
+      field changed, and seeing which tensors change), the tensor and both shapes; missing and unexpected tensors
+      are named. With `head_optional`, a checkpoint without the regression head (a base model's) passes.
+    """
+    import copy
+
+    import torch
+    from safetensors import safe_open
+
+    from ..modeling.modeling_expression_perceiver import PROTEIN_DNA_HEAD_KEY_MAPPING, PerceiverExpressionConfig
+
+    folder = Path(folder)
+    try:
+        raw = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read its config.json ({first_line(error)})") from None
+    model_type = raw.get("model_type") if isinstance(raw, dict) else None
+    if model_type not in FAMILIES:
+        raise ValueError(f"a {model_type!r} checkpoint, not one of {', '.join(MODEL_TYPES)} (config.json model_type)")
+    family = FAMILIES[model_type]
+    try:
+        config = family.config_class.from_pretrained(folder)
+    except Exception as error:  # a field the configuration refuses, in transformers' or our own words
+        raise ValueError(f"cannot read its config.json ({first_line(error)})") from None
+
+    classes = {cls.__name__: f.model_type for f in FAMILIES.values() for cls in (f.model_class, f.head_class)}
+    foreign = [name for name in config.architectures or [] if classes.get(name) != model_type]
+    if foreign:
+        owner = f", a {classes[foreign[0]]} class" if foreign[0] in classes else ", not one of its classes"
+        raise ValueError(
+            f"config.json says model_type {model_type!r} but architectures {foreign[0]}{owner}: the model_type does "
+            "not match the weights"
+        )
+    encoders = [("", config)]
+    if family.reads_protein:
+        encoders = [("dna_config.", config.dna_config), ("protein_config.", config.protein_config)]
+    for (prefix, encoder), tokenizer in zip(encoders, [family.tokenizer(), AminoAcidTokenizer()], strict=False):
+        ids = max(tokenizer.get_vocab().values()) + 1
+        if encoder.vocab_size < ids:
+            raise ValueError(
+                f"config.json {prefix}vocab_size is {encoder.vocab_size}, but a {model_type} reads {ids} token ids "
+                f"({type(tokenizer).__name__}): the model_type does not match the weights"
+            )
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"cannot load its weights: {index.name} cannot be read ({first_line(error)})") from None
+        files = [folder / name for name in names]
+    else:
+        files = [folder / "model.safetensors"]
+    absent = [path.name for path in files if not path.is_file()]
+    if absent and not index.is_file() and any(folder.glob("pytorch_model*.bin")):
+        raise ValueError(
+            "cannot load its weights: it holds PyTorch pickle weights only (pytorch_model.bin); this package reads "
+            "safetensors weights (model.safetensors), never a pickle"
+        )
+    if absent:
+        raise ValueError(f"cannot load its weights: {absent[0]} is missing (an unfinished or partial checkpoint?)")
+    found: dict[str, tuple[int, ...]] = {}
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                for name in weights.keys():  # noqa: SIM118 - a safetensors handle, not a dict
+                    found[name] = tuple(weights.get_slice(name).get_shape())
+        except Exception as error:  # safetensors' own error: a cut file, a header that is not JSON, not safetensors
+            raise ValueError(f"cannot load its weights: {path.name} is not readable safetensors ({error})") from None
+    if family.reads_protein:  # the earlier Protein&DNA head layout, read as today's (as `from_pretrained` does)
+        for pattern, replacement in PROTEIN_DNA_HEAD_KEY_MAPPING.items():
+            found = {re.sub(pattern, replacement, name): shape for name, shape in found.items()}
+
+    def shapes(candidate) -> dict[str, tuple[int, ...]]:
+        with torch.device("meta"):
+            model = family.head_class(candidate)
+        return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+    def differing_dims(name: str, other: dict[str, tuple[int, ...]]) -> set[int]:
+        if len(other[name]) != len(expected[name]):
+            return set(range(max(len(other[name]), len(expected[name]))))
+        return {i for i, (a, b) in enumerate(zip(other[name], expected[name], strict=True)) if a != b}
+
+    expected = shapes(config)
+    head = {name for name in expected if name.startswith("head.")}
+    missing = [name for name in expected if name not in found]
+    if head_optional and head <= set(missing):  # a base model's checkpoint: the head is new
+        missing = [name for name in missing if name not in head]
+    unexpected = [name for name in found if name not in expected]
+    differing = [name for name in expected if name in found and found[name] != expected[name]]
+    if not (missing or unexpected or differing):
+        return config, files
+
+    # Which field explains which tensor: the model built again with each field changed (larger and smaller integers,
+    # the other boolean or encoding, a tower block more or less). A change explains the tensors it resizes, and the
+    # tensors it removes or adds when it removes none the weights hold.
+    effects: dict[str, tuple[set[str], dict[str, set[int]]]] = {}
+
+    def changing(field: str, changed) -> None:
+        try:
+            other = shapes(changed)
+        except Exception:  # a value no model is built with: it explains nothing
+            return
+        keys, dims = effects.setdefault(field, (set(), {}))
+        if not (set(expected) - set(other)) & set(found):
+            keys |= set(other) ^ set(expected)
+        for name in set(other) & set(expected):
+            if other[name] != expected[name]:
+                dims.setdefault(name, set()).update(differing_dims(name, other))
+
+    fields = [name for name, kind in PerceiverExpressionConfig.__annotations__.items() if "int" in str(kind)]
+    for prefix, encoder in encoders:
+        for field in [*fields, "use_conv_branch", "position_encoding"]:
+            value = getattr(encoder, field, None)
+            if isinstance(value, bool):
+                variants = [not value]
+            elif isinstance(value, int):
+                variants = [value + 2, value // 2] if value > 1 else [value + 2]
+            elif field == "position_encoding":
+                variants = ["fixed" if value == "learnable" else "learnable"]
+            elif field == "conv_tower_channels" and value:
+                variants = [[size + 2 for size in value], [*value, value[-1]], value[:-1]]
+            else:
+                continue
+            for variant in variants:
+                changed = copy.deepcopy(config)
+                setattr(getattr(changed, prefix[:-1]) if prefix else changed, field, variant)
+                changing(prefix + field, changed)
+    changed = copy.deepcopy(config)
+    changed.num_labels = config.num_labels + 1
+    changing("num_labels", changed)
+
+    def explaining(name: str) -> list[str]:
+        if name in differing:
+            dims = differing_dims(name, found)
+            exact = [field for field, (_, changed) in effects.items() if changed.get(name) == dims]
+            return exact or [field for field, (_, changed) in effects.items() if changed.get(name, set()) & dims]
+        return [field for field, (keys, _) in effects.items() if name in keys]
+
+    # The fewest fields that explain every tensor that can be explained: those that alone explain one, then the
+    # field explaining most of the rest, and so on; a field that explains the same tensors as a chosen one is named
+    # beside it.
+    problems = {name: explaining(name) for name in [*differing, *missing, *unexpected]}
+    chosen = list(dict.fromkeys(candidates[0] for candidates in problems.values() if len(candidates) == 1))
+    left = {name for name, candidates in problems.items() if candidates and not set(candidates) & set(chosen)}
+    while left:
+        counts: dict[str, int] = {}
+        for name in sorted(left, key=list(problems).index):
+            for field in problems[name]:
+                counts[field] = counts.get(field, 0) + 1
+        best = max(counts, key=lambda field: counts[field])  # the first of equals, in the order fields were tried
+        chosen.append(best)
+        left = {name for name in left if best not in problems[name]}
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, candidates in problems.items():
+        field = next((field for field in chosen if field in candidates), None)
+        groups.setdefault((field,) if field else (), []).append(name)
+    for fields_named in list(groups):
+        if fields_named:
+            names = groups.pop(fields_named)
+            equals = [f for f in effects if f not in chosen and all(f in problems[name] for name in names)]
+            groups[fields_named + tuple(equals)] = names
+
+    def value_of(field: str):
+        prefix, _, name = field.rpartition(".")
+        return getattr(getattr(config, prefix) if prefix else config, name)
+
+    def shown(shape: tuple[int, ...]) -> str:
+        return "[" + ", ".join(str(size) for size in shape) + "]"
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    parts = []
+    for candidates, names in groups.items():
+        clauses = []
+        stated = " or ".join(candidates)
+        sizes = [name for name in names if name in differing]
+        if sizes:
+            example = sizes[0]
+            if len(candidates) == 1:  # a tensor whose one changed size is the field itself tells the weights' value
+                for name in sizes:
+                    dims = differing_dims(name, found)
+                    if len(dims) == 1 and expected[name][min(dims)] == value_of(candidates[0]):
+                        example = name
+                        stated = f"{candidates[0]} is {value_of(candidates[0])} in config.json, "
+                        stated += f"{found[name][min(dims)]} in the weights"
+                        break
+            more = len(sizes) - 1
+            more = f" (and {more} more tensor{'s' if more > 1 else ''})" if more else ""
+            clauses.append(
+                f"{example} is {shown(found[example])} in the weights, {shown(expected[example])} by config.json{more}"
+            )
+        absent = [name for name in names if name in missing]
+        if absent:
+            base = " (a base model's checkpoint, without the regression head)" if set(absent) == head else ""
+            clauses.append(f"missing from the weights: {listed(absent)}{base}")
+        extra = [name for name in names if name in unexpected]
+        if extra:
+            clauses.append(f"in the weights but not in the model config.json builds: {listed(extra)}")
+        parts.append((f"{stated}: " if stated else "") + "; ".join(clauses))
+    named = files[0].name if len(files) == 1 else f"its {len(files)} safetensors files"
+    summary = "; ".join(parts[:4]) + (f"; and {len(parts) - 4} more mismatches" if len(parts) > 4 else "")
+    raise ValueError(f"cannot load its weights: config.json does not match {named}: {summary}")
+
+
 def load_checkpoint(model_args: ModelArguments, **config_fields) -> PreTrainedModel:
-    """A checkpoint (folder or Hub id) of one of our model types to fine-tune; anything else is one clear error
-    naming the checkpoint: a missing folder, another model type, truncated or mismatched weights."""
+    """A checkpoint (folder or Hub id) of one of our model types to fine-tune, loaded with this package's own classes
+    (never code from the checkpoint) from its safetensors weights, once `read_checkpoint` has checked its config
+    against its family and its weights; anything else is one clear error naming the checkpoint: a missing folder,
+    another model type, truncated or mismatched weights, outputs the data does not have. A checkpoint without the
+    regression head (a base model's) gets a new one."""
     location = model_args.model_name_or_path
     if looks_local(location) and not (Path(location).expanduser() / "config.json").is_file():
         raise ValueError(f"--model_name_or_path {location}: no such checkpoint folder (it needs a config.json)")
@@ -188,22 +505,29 @@ def load_checkpoint(model_args: ModelArguments, **config_fields) -> PreTrainedMo
         location = str(resolve_model(location).folder)
     except ModelLocationError as error:
         raise ValueError(f"--model_name_or_path {location}: {error}") from None
+    if model_args.trust_remote_code:
+        logger.warning("--trust_remote_code is not needed: checkpoints load with this package's own classes")
     try:
-        config = AutoConfig.from_pretrained(location, trust_remote_code=model_args.trust_remote_code)
-    except Exception as error:  # the Hub client's and transformers' own error types
+        config, _ = read_checkpoint(location, head_optional=True)
+    except ValueError as error:
+        raise ValueError(f"--model_name_or_path {location}: {error}") from None
+    outputs = config_fields.get("num_labels", config.num_labels)
+    if outputs != config.num_labels:
         raise ValueError(
-            f"--model_name_or_path {location}: cannot read its configuration ({first_line(error)})"
-        ) from None
-    if config.model_type not in MODEL_TYPES:
-        raise ValueError(
-            f"--model_name_or_path {location}: a {config.model_type!r} checkpoint, not one of {', '.join(MODEL_TYPES)}"
+            f"--model_name_or_path {location}: the checkpoint predicts {config.num_labels} output(s), the data has "
+            f"{outputs} label(s): fine-tune a checkpoint with as many outputs"
         )
+    family = FAMILIES[config.model_type]
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
-            location, trust_remote_code=model_args.trust_remote_code, **config_fields
+        config = family.config_class.from_pretrained(location, **config_fields)
+        model, loading = family.head_class.from_pretrained(
+            location, config=config, use_safetensors=True, output_loading_info=True
         )
-    except Exception as error:  # truncated or foreign weights, shapes that do not match the configuration
+    except Exception as error:  # what the header check cannot see: a tensor's data cut short, a field refused
         raise ValueError(f"--model_name_or_path {location}: cannot load its weights ({first_line(error)})") from None
+    if loading["missing_keys"]:
+        logger.warning("%s holds no regression head (a base model's checkpoint): a new head is trained", location)
+    return model
 
 
 def build_model(
