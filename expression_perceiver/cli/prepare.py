@@ -371,6 +371,6 @@ def run_prepare(args: argparse.Namespace) -> int:
         try:
             PREPARE_COMMANDS[args.prepare_command](args)
         except (DataError, FileExistsError) as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"expression-perceiver prepare: error: {error}", file=sys.stderr)
             return 2
     return 0

@@ -465,6 +465,8 @@ def load_dataset_dir(path: str | PathLike) -> tuple[datasets.DatasetDict, Datase
     """A saved dataset (memory-mapped Arrow via `datasets.load_from_disk`) and its metadata."""
     path = Path(path)
     metadata_path = path / METADATA_FILE
+    if not path.is_dir():
+        raise DataError(f"{path}: no such dataset folder (`expression-perceiver prepare ... -o {path}` writes one)")
     if not metadata_path.is_file():
         raise DataError(f"{path}: not a prepared dataset ({METADATA_FILE} missing)")
     try:

@@ -299,6 +299,8 @@ def main(
             callbacks=[MaskingEpochCallback(collator), *early_stopping(training_args), clock, *callbacks],
         )
         train_or_restore(trainer, checkpoint)
+        # Early stopping watches training's evaluations; the final ones below carry other metric names.
+        trainer.remove_callback(EarlyStoppingCallback)
 
         # Honest evaluation: the validation split selected the model; the test split is evaluated once, here.
         validation = trainer.evaluate(splits["validation"], metric_key_prefix="validation")

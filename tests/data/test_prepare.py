@@ -206,7 +206,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
     out = tmp_path / "out"
     assert prepare(["table", str(table), "--alphabet", "dna", "-o", str(out)]) == 2
     error = capsys.readouterr().err
-    assert error == "error: t.tsv: line 52 (id bad) has letter 'J' at position 2 (1-based), not a dna letter\n"
+    assert error == "expression-perceiver prepare: error: t.tsv: line 52 (id bad) has letter 'J' at position 2 (1-based), not a dna letter\n"
     assert not out.exists() and leftovers(tmp_path) == []
 
 
@@ -224,7 +224,7 @@ def test_the_command_prints_one_line_on_bad_input(tmp_path, capsys):
     table = write_table(tmp_path / "t.tsv", ["gene_id", "sequence", "label"], [["A", "ACGT", "NaN"]])
     assert prepare(["table", str(table), "--alphabet", "dna", "-o", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        "error: t.tsv: line 2 (id A) column 'label' is empty or NaN "
+        "expression-perceiver prepare: error: t.tsv: line 2 (id A) column 'label' is empty or NaN "
         "(drop such rows with LabelSpec.drop_missing or --drop-missing-labels)"
     ]
     assert not (tmp_path / "out").exists()

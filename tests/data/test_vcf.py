@@ -37,7 +37,8 @@ def test_records_of_plain_and_bgzip_files(tmp_path):
 def test_files_that_are_not_vcf_are_one_line_errors(tmp_path):
     bad_line = tmp_path / "bad.vcf"
     bad_line.write_text(VCF + "chr1\tx\t.\tA\tG\t.\t.\t.\tGT\t0/1\n")
-    with VcfReader(bad_line) as reader, pytest.raises(DataError, match=r"bad.vcf: record 5 \(after chr2:7\) cannot"):
+    message = r"^bad.vcf: record 5 \(line 8, after chr2:7\) has POS 'x', not a whole number$"
+    with VcfReader(bad_line) as reader, pytest.raises(DataError, match=message):
         list(reader.records())
     text = tmp_path / "table.vcf"
     text.write_text("a\tb\n1\t2\n")
@@ -80,3 +81,50 @@ def test_tss_tables_give_windows_centred_as_xpresso_s(tmp_path):
     table.write_text("gene_id\tchrom\ttss\tstrand\ng1\tchr1\tten\t+\n")
     with pytest.raises(DataError, match="tss.tsv: line 2 \\(gene g1\\) has tss 'ten'"):
         read_tss_table(table)
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("chr1\t12x\t.\tA\tG\t.\t.\t.", "has POS '12x', not a whole number"),
+        ("chr1\t-5\t.\tA\tG\t.\t.\t.", "has POS '-5', not a whole number"),
+        ("chr1\t1.5\t.\tA\tG\t.\t.\t.", "has POS '1.5', not a whole number"),
+        ("chr1\t12\t.\tA", "has 4 tab-separated column(s); a VCF record needs at least 8 (CHROM POS ID REF ALT"),
+        ("chr1 12 . A G . . .", "has 1 tab-separated column(s)"),
+        ("", "is an empty line"),
+    ],
+)
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_record_line_that_cannot_be_parsed_names_the_record_line_and_field(tmp_path, line, problem, compressed):
+    """htslib says only "truncated file" (or "unable to parse next record"): the line itself says what is wrong."""
+    plain = tmp_path / "calls.vcf"
+    plain.write_text(VCF + line + "\nchr1\t30\t.\tA\tG\t.\t.\t.\tGT\t0/1\n")
+    path = plain
+    if compressed:
+        path = tmp_path / "calls.vcf.gz"
+        pysam.tabix_compress(str(plain), str(path))
+    with VcfReader(path) as reader, pytest.raises(DataError) as raised:
+        list(reader.records())
+    assert str(raised.value).startswith(f"{path.name}: record 5 (line 8, after chr2:7) {problem}")
+    assert "\n" not in str(raised.value) and "truncated" not in str(raised.value)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_vcf_starting_with_a_byte_order_mark_is_read_as_without_it(tmp_path, compressed):
+    plain = tmp_path / "bom.vcf"
+    plain.write_bytes(b"\xef\xbb\xbf" + VCF.encode())
+    path = plain
+    if compressed:
+        path = tmp_path / "bom.vcf.gz"
+        pysam.tabix_compress(str(plain), str(path))
+    reference = tmp_path / "plain.vcf"
+    reference.write_text(VCF)
+    with VcfReader(reference) as reader:
+        expected = [(r.chrom, r.pos, r.id, r.ref, r.alts) for r in reader.records()]
+    reader = VcfReader(path)
+    copy = reader.source
+    assert reader.byte_order_mark and copy != path and copy.parent != tmp_path  # a copy outside the user's folder
+    assert [(r.chrom, r.pos, r.id, r.ref, r.alts) for r in reader.records()] == expected
+    reader.close()
+    assert not copy.exists()  # the copy goes with the reader
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({plain.name, path.name, reference.name})
