@@ -5,6 +5,7 @@ Each case builds its inputs in a fresh folder and returns the command line; the 
 line. Cases run in this process through `expression_perceiver.cli.main`, as the console script does.
 """
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import yaml
 from expression_perceiver.cli import main as cli
 from expression_perceiver.data.xpresso import write_xpresso_h5
 from tests.data.helpers import random_dna, write_fasta, write_table, xpresso_records
+from tests.inference.helpers import save_dna_model
+from tests.inference.variant_helpers import CROP, write_genome_and_bed
 from tests.small_models import SMALL_OVERRIDES
 
 RNG = np.random.default_rng(0)
@@ -110,6 +113,47 @@ def foreign_index(tmp: Path) -> list[str]:
     argv = genome_inputs(tmp)
     (tmp / "genome.fa.fai").write_text("chr1\t90000\t6\t90000\t90001\n")
     return argv
+
+
+def checkpoint(tmp: Path, spoil: Callable[[Path], None] | None = None, **config) -> Path:
+    """A tiny saved DNAPerceiver (no features, one output, a 300-base window), its config.json fields replaced by
+    `config` (None removes one) and then `spoil`ed."""
+    folder = save_dna_model(tmp / "model", seed=0, num_features=0, num_labels=1)
+    saved = json.loads((folder / "config.json").read_text())
+    saved.update(config)
+    (folder / "config.json").write_text(json.dumps({key: value for key, value in saved.items() if value is not None}))
+    if spoil:
+        spoil(folder)
+    return folder
+
+
+def pickle_weights_only(folder: Path) -> None:
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04K\x01.")  # a pickle; it is never opened
+
+
+def predict_with(tmp: Path, model: Path) -> list[str]:
+    (tmp / "in.fa").write_text(">a\nACGTACGT\n")
+    return ["predict", str(tmp / "in.fa"), "-m", str(model), "-o", str(tmp / "o.tsv")]
+
+
+VCF_HEADER = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+
+
+def variant_effect(tmp: Path, records: str, **model_fields) -> list[str]:
+    write_genome_and_bed(tmp)
+    (tmp / "calls.vcf").write_text(VCF_HEADER + records)
+    model = checkpoint(tmp) if not model_fields else save_dna_model(tmp / "model", seed=0, **model_fields)
+    return ["variant-effect", "--vcf", str(tmp / "calls.vcf"), "--genome", str(tmp / "genome.fa"),
+            "--bed", str(tmp / "promoters.bed"), "--window", *map(str, CROP), "-m", str(model),
+            "-o", str(tmp / "e.tsv")]  # fmt: skip
+
+
+def mutagenesis_region(tmp: Path, region: str) -> list[str]:
+    write_genome_and_bed(tmp)
+    model = checkpoint(tmp)
+    return ["mutagenesis", "--region", region, "--genome", str(tmp / "genome.fa"), "-m", str(model), "-o",
+            str(tmp / "m.npz")]  # fmt: skip
 
 
 CASES = {
@@ -294,6 +338,50 @@ CASES = {
     "study: SLURM without a scheduler": (
         lambda t: ["study", "run", study_file(t)[2], "--executor", "slurm"],
         "no `sbatch`/`srun`",
+    ),
+    # Checkpoints
+    "predict: config num_latents that no longer fits the weights": (
+        lambda t: predict_with(t, checkpoint(t, num_latents=16)),
+        "num_latents is 16 in config.json, 8 in the weights: perceiver.latents is [8, 16] in the weights, [16, 16]",
+    ),
+    "predict: config max_sequence_length that no longer fits the weights": (
+        lambda t: predict_with(t, checkpoint(t, max_sequence_length=20_000)),
+        "max_sequence_length is 20000 in config.json, 300 in the weights",
+    ),
+    "predict: DNA weights relabelled protein_perceiver": (
+        lambda t: predict_with(t, checkpoint(t, model_type="protein_perceiver")),
+        "model_type 'protein_perceiver' but architectures DNAPerceiverForSequenceClassification",
+    ),
+    "predict: DNA weights relabelled, architectures removed": (
+        lambda t: predict_with(t, checkpoint(t, model_type="protein_perceiver", architectures=None)),
+        "vocab_size is 10, but a protein_perceiver reads 30 token ids",
+    ),
+    "predict: unknown model_type": (lambda t: predict_with(t, checkpoint(t, model_type="foo")), "a 'foo' checkpoint"),
+    "predict: pickle weights only": (
+        lambda t: predict_with(t, checkpoint(t, pickle_weights_only)),
+        "safetensors weights (model.safetensors), never a pickle",
+    ),
+    "train: fine-tuning a checkpoint whose config no longer fits": (
+        lambda t: train(t, "--model_name_or_path", str(checkpoint(t, num_latents=16))),
+        "cannot load its weights: config.json does not match model.safetensors: num_latents is 16 in config.json",
+    ),
+    # Variant effects and mutagenesis
+    "variant-effect: header-only VCF": (lambda t: variant_effect(t, ""), "calls.vcf: no variant records"),
+    "variant-effect: no variant scored": (
+        lambda t: variant_effect(t, "chr1\t11\t.\tA\tG\t.\t.\t.\n"),
+        "calls.vcf: none of its 1 records was scored (status",
+    ),
+    "variant-effect: POS not a number": (
+        lambda t: variant_effect(t, "chr1\t12x\t.\tA\tG\t.\t.\t.\n"),
+        "calls.vcf: record 1 (line 3, after the header) has POS '12x', not a whole number",
+    ),
+    "variant-effect: a model reading features, given none": (
+        lambda t: variant_effect(t, "chr1\t1081\t.\tA\tG\t.\t.\t.\n", num_features=3, num_labels=1),
+        "the model reads 3 per-gene features and none were given",
+    ),
+    "mutagenesis: region past the chromosome's end": (
+        lambda t: mutagenesis_region(t, "chr2:1101-1250"),
+        "region chr2:1101-1250: ends at 1,250, past the end of chr2 (1,200 bases in genome.fa)",
     ),
 }
 

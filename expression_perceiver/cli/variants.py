@@ -29,9 +29,11 @@ Indels keep the window anchored at the TSS: the sequence between the TSS and the
 is trimmed or padded at its far end (away from the TSS) with the genome's own sequence beyond the window (N only past a
 chromosome's end), so its length does not change.
 
-One row per ALT allele and gene, in VCF order, with a status: ok, outside_windows, chromosome_not_in_genome,
-no_alt_allele, symbolic_allele, unsupported_allele, ref_mismatch, no_features, no_protein. A bad record never stops the
-run; a file that cannot be read as VCF is one error line (exit code 2)."""
+One row per ALT allele and gene, in VCF order, with a status: ok, outside_windows, invalid_position (POS 0, or past
+the chromosome's end), chromosome_not_in_genome, no_alt_allele, symbolic_allele, unsupported_allele, ref_mismatch,
+no_features, no_protein. A bad record never stops the run; a file that cannot be read as VCF, a model that needs
+per-gene features or proteins that are not given, and a run that scores no variant at all are one error line (exit
+code 2, nothing written)."""
 
 MUTAGENESIS_DESCRIPTION = """\
 Saturation mutagenesis: every position of a scanned range replaced by each other base (19 other amino acids for a
@@ -39,8 +41,9 @@ protein model), scored with one model or an ensemble; the reference once and eac
 
 Scan a gene's model window (--gene with --genome and --bed or --tss-table; by default the 2,000 positions around the
 TSS, --scan -1000 1000), a genome region (--region chr1:1000-2000[:-] with --genome) or a sequence (--sequence, or
---fasta with --record). Writes a .npz (arrays) or .tsv (position, tss_offset, ref, alt, alt_pred, delta) with
-<output>.json, and a heatmap PNG with the TSS, the strand and the importance track (mean |delta| per position)."""
+--fasta with --record); a region past its chromosome's end is refused. Writes a .npz (arrays; `positions` 0-based) or
+.tsv (position 1-based, tss_offset, ref, alt, alt_pred, delta) with <output>.json, and a heatmap PNG with the TSS, the
+strand and the importance track (mean |delta| per position)."""
 
 
 def _add_window_arguments(group) -> None:

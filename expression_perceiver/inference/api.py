@@ -81,7 +81,9 @@ def prepare_inputs(
 ) -> PreparedInputs:
     resolved = resolve_inputs(inputs)
     given = run.gene_inputs(features, proteins)
-    preparer = InputPreparer(run.runner.model_inputs, crop, fill_missing_features, resolved.source)
+    preparer = InputPreparer(
+        run.runner.model_inputs, crop, fill_missing_features, resolved.source, count_repeated_ids=True
+    )
     return PreparedInputs(resolved, preparer, _prepared(resolved, preparer, given), given.feature_source)
 
 

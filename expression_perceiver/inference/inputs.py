@@ -393,7 +393,11 @@ class InputPreparer:
     - `padded` / `protein_padded`: shorter than the model's `max_sequence_length`: read at their own length,
       right-padded with [PAD] and masked, as in training (no N added);
     - `features_filled`: missing features filled (with `fill_missing_features`);
-    - `features_ignored`: features given to a model that reads none.
+    - `features_ignored`: features given to a model that reads none;
+    - `all_n` (DNA models): sequences with no known base (every letter N): scored all the same, and noted, since
+      their prediction says nothing of a promoter;
+    - `repeated_ids` (with `count_repeated_ids`): examples whose id an earlier example had: scored all the same (each
+      row is its own input), and noted, since a table joined by id would mix them up.
     """
 
     def __init__(
@@ -403,6 +407,7 @@ class InputPreparer:
         fill_missing_features: bool = False,
         source: str = "input",
         report: ReadReport | None = None,
+        count_repeated_ids: bool = False,
     ):
         if crop not in CROP_RULES:
             raise ValueError(f"crop rule must be one of {', '.join(CROP_RULES)}, not {crop!r}")
@@ -416,11 +421,16 @@ class InputPreparer:
         self.counts: Counter[str] = Counter()
         self.checker = SequenceChecker(inputs.alphabet)
         self.protein_checker = SequenceChecker("protein") if inputs.protein_max_length is not None else None
+        self.seen_ids: set[str] | None = set() if count_repeated_ids else None
 
     def counts_dict(self) -> dict[str, int]:
         keys = ("records", "cropped", "padded", "features_filled", "features_ignored")
         if self.inputs.protein_max_length is not None:
             keys += ("protein_cropped", "protein_padded")
+        if self.inputs.alphabet == "dna":
+            keys += ("all_n",)
+        if self.seen_ids is not None:
+            keys += ("repeated_ids",)
         return {key: int(self.counts[key]) for key in keys}
 
     def _fit(self, sequence: str, checker: SequenceChecker, limit: int, where: str, kind: str, record_id: str) -> str:
@@ -439,6 +449,15 @@ class InputPreparer:
     def __call__(self, example: Example) -> Example:
         where = f"{self.source}: record {example.id!r}"
         sequence = self._fit(example.sequence, self.checker, self.inputs.max_length, where, "", example.id)
+        if self.inputs.alphabet == "dna" and sequence and not sequence.upper().strip("N"):
+            self.counts["all_n"] += 1
+            self.report.note("sequence all N (no known base), scored", example.id)
+        if self.seen_ids is not None:
+            if example.id in self.seen_ids:
+                self.counts["repeated_ids"] += 1
+                self.report.note("id repeated (an earlier record has it), scored", example.id)
+            else:
+                self.seen_ids.add(example.id)
         protein = example.protein_sequence
         if self.inputs.protein_max_length is not None:
             if not protein:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 import transformers
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import AutoTokenizer, PreTrainedModel
 
 from ..data.dataset_dict import DatasetMetadata
 from ..data_collators import MaskingCollator, MaskingSettings
@@ -42,18 +42,18 @@ from ..formats import PROTEIN_TOKENIZER_FOLDER
 from ..hub import ModelLocationError, ModelSource, file_sha256, first_line
 from ..hub import resolve_model as resolve_location
 from ..modeling import FAMILIES, AminoAcidTokenizer, ModelFamily
+from ..modeling.checkpoints import read_checkpoint
 
 logger = logging.getLogger(__name__)
 
 RUN_RESULTS_FILE = "results.json"
-WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
-WEIGHT_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 
 
 class ModelLoadError(ValueError):
     """A model that cannot be used (no such folder or Hub repository, no weights, not one of this package's model
-    types, members of an ensemble that disagree). The message is one line naming the model."""
+    types, a config that does not fit its weights or its family, members of an ensemble that disagree). The message
+    is one line naming the model."""
 
 
 def resolve_model(spec: str) -> ModelSource:
@@ -62,12 +62,6 @@ def resolve_model(spec: str) -> ModelSource:
         return resolve_location(str(spec))
     except ModelLocationError as error:
         raise ModelLoadError(f"model {spec}: {error}") from None
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """The weight files of a checkpoint folder (safetensors, or PyTorch .bin), shards included."""
-    found = {path for pattern in WEIGHT_PATTERNS for path in folder.glob(pattern) if path.is_file()}
-    return sorted(found)
 
 
 # The masking arguments' names in a training run's report, as the collator's settings name them.
@@ -265,13 +259,15 @@ def describe_evaluation_masking(collator: MaskingCollator) -> str:
 def _load_tokenizers(source: ModelSource, family: ModelFamily) -> tuple[Any, Any | None, str]:
     folder = source.folder
     has_tokenizer = (folder / "tokenizer_config.json").is_file() or (folder / "tokenizer.json").is_file()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder) if has_tokenizer else family.tokenizer()
+    try:  # this package's tokenizer classes only: code in the folder is never run
+        tokenizer = (
+            AutoTokenizer.from_pretrained(folder, trust_remote_code=False) if has_tokenizer else family.tokenizer()
+        )
         protein_tokenizer = None
         if family.reads_protein:
             protein_folder = folder / PROTEIN_TOKENIZER_FOLDER
             protein_tokenizer = (
-                AutoTokenizer.from_pretrained(protein_folder)
+                AutoTokenizer.from_pretrained(protein_folder, trust_remote_code=False)
                 if (protein_folder / "tokenizer_config.json").is_file()
                 else AminoAcidTokenizer()
             )
@@ -282,32 +278,29 @@ def _load_tokenizers(source: ModelSource, family: ModelFamily) -> tuple[Any, Any
 
 
 def load_model(spec: str | os.PathLike, base_model: bool = False) -> LoadedModel:
-    """Resolves and loads one model: with its head (`AutoModelForSequenceClassification`, to predict) or the base
-    model (`AutoModel`, to embed), in float32, in evaluation mode, on the CPU."""
+    """Resolves and loads one model: with its head (the family's `...ForSequenceClassification`, to predict) or the
+    base model (to embed), in float32, in evaluation mode, on the CPU.
+
+    Before anything is built, `modeling.checkpoints.read_checkpoint` checks the checkpoint: its config.json's model_type
+    is one of ours and matches its family (architectures, vocabulary), and its safetensors weights (their headers)
+    have every tensor, and only the tensors, of the model the config builds, at the same shapes (a mismatch names the
+    config field, the tensor and both shapes). The model is then loaded with this package's own classes from its
+    safetensors weights: no code and no pickle in the folder is ever run. A base model's checkpoint (no regression
+    head) can be embedded, not predicted with."""
     source = resolve_model(str(spec))
     folder = source.folder
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"model {source.spec}: {folder} holds no config.json (not a model checkpoint)")
-    weights = weight_files(folder)
-    if not weights:
-        raise ModelLoadError(
-            f"model {source.spec}: {folder} holds no weights (model.safetensors or pytorch_model.bin): an unfinished "
-            "or partial checkpoint?"
-        )
     try:
-        config = AutoConfig.from_pretrained(folder)
-    except Exception as error:  # transformers' own error types
-        raise ModelLoadError(f"model {source.spec}: cannot read its config.json ({first_line(error)})") from None
-    family = FAMILIES.get(config.model_type)
-    if family is None:
-        raise ModelLoadError(
-            f"model {source.spec}: a {config.model_type!r} checkpoint, not one of {', '.join(FAMILIES)}"
-        )
-    auto_class = AutoModel if base_model else AutoModelForSequenceClassification
+        config, weights = read_checkpoint(folder, head_optional=base_model)
+    except ValueError as error:
+        raise ModelLoadError(f"model {source.spec}: {error}") from None
+    family = FAMILIES[config.model_type]
+    model_class = family.model_class if base_model else family.head_class
     try:
         with quiet_transformers():
-            model = auto_class.from_pretrained(folder, dtype=torch.float32)
-    except Exception as error:  # truncated or foreign weights, shapes that do not match the configuration
+            model = model_class.from_pretrained(folder, config=config, use_safetensors=True, dtype=torch.float32)
+    except Exception as error:  # what a header cannot show: tensor data cut short or unreadable
         raise ModelLoadError(f"model {source.spec}: cannot load its weights ({first_line(error)})") from None
     model.eval()
     tokenizer, protein_tokenizer, origin = _load_tokenizers(source, family)
@@ -319,11 +312,18 @@ def load_model(spec: str | os.PathLike, base_model: bool = False) -> LoadedModel
 
 
 def check_tokenizer(loaded: LoadedModel) -> None:
-    """The tokenizer's ids must be ids the model embeds."""
-    pairs = [(loaded.tokenizer, loaded.encoder_config.vocab_size, "tokenizer")]
+    """The checkpoint's tokenizer must read the family's vocabulary (a protein model's folder with DNA tokenizer files
+    would read every amino acid as unknown), and its ids must be ids the model embeds."""
+    pairs = [(loaded.tokenizer, loaded.encoder_config.vocab_size, "tokenizer", loaded.family.tokenizer())]
     if loaded.family.reads_protein:
-        pairs.append((loaded.protein_tokenizer, loaded.config.protein_config.vocab_size, "protein tokenizer"))
-    for tokenizer, vocab_size, what in pairs:
+        protein = (loaded.protein_tokenizer, loaded.config.protein_config.vocab_size, "protein tokenizer")
+        pairs.append((*protein, AminoAcidTokenizer()))
+    for tokenizer, vocab_size, what, expected in pairs:
+        if tokenizer.get_vocab() != expected.get_vocab():
+            raise ModelLoadError(
+                f"model {loaded.spec}: its {what} ({type(tokenizer).__name__}) does not read the vocabulary of a "
+                f"{loaded.config.model_type} ({type(expected).__name__})"
+            )
         largest = max(tokenizer.get_vocab().values())
         if largest >= vocab_size:
             raise ModelLoadError(
@@ -375,5 +375,4 @@ __all__ = [
     "check_ensemble",
     "load_model",
     "resolve_model",
-    "weight_files",
 ]

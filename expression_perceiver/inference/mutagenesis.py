@@ -16,7 +16,13 @@ the 2,000 positions around the TSS, or the whole sequence when there is no TSS. 
 the alphabet's (N, X) are not mutated (their deltas are NaN). The reference is scored once and each mutant once, in
 batches: exactly `1 + 3 * positions` sequences for DNA (`1 + 19 * positions` for proteins) per model.
 
-The sequence is the model's whole input, so it must fit the model (`max_sequence_length`).
+The sequence is the model's whole input, so it must fit the model (`max_sequence_length`). A region must lie inside
+its chromosome: one that runs past the chromosome's end is refused (it is not padded with N).
+
+Coordinates: the TSV's `position` is 1-based (the first base of the scanned sequence is 1), the `.npz`'s `positions`
+0-based indices of the same sequence (`positions_base` 0 says so; TSV position = positions + 1); `genome_position(s)`
+are 1-based on the + strand in both (`genome_positions_base` 1); `tss_offset(s)` count from the TSS (0) on the
+gene's strand. The sidecar's `coordinates` says the same.
 """
 
 from __future__ import annotations
@@ -43,6 +49,12 @@ from .windows import gene_windows, substitutions
 from .writers import sidecar_path
 
 LETTERS = {"dna": "ACGT", "protein": "ACDEFGHIKLMNPQRSTVWY"}
+COORDINATES = {
+    "tsv position": "1-based index in the scanned sequence (its first base is 1)",
+    "npz positions": "0-based index in the scanned sequence (positions_base 0): the TSV's position is positions + 1",
+    "genome_position": "1-based position on the chromosome's + strand (npz genome_positions, genome_positions_base 1)",
+    "tss_offset": "offset from the TSS (0) on the gene's strand, negative upstream",
+}
 DEFAULT_SCAN = (-1_000, 1_000)
 REGION = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>[\d,]+)-(?P<end>[\d,]+)(?::(?P<strand>[+-]))?$")
 
@@ -121,7 +133,8 @@ class MutagenesisResult:
             return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
     def table_rows(self) -> tuple[list[str], list[list[Any]]]:
-        """The TSV's columns and rows: one per substitution made."""
+        """The TSV's columns and rows: one per substitution made; `position` is 1-based (`positions` + 1),
+        `genome_position` 1-based on the + strand."""
         suffixes = [""] if len(self.output_names) == 1 else [f"_{name}" for name in self.output_names]
         genome = self.target.genome_positions()
         columns = ["position", "tss_offset"] + (["chrom", "genome_position"] if genome is not None else [])
@@ -217,6 +230,11 @@ def resolve_target(
             name = reference.resolve(chrom)
             if name is None:
                 raise DataError(f"region {region}: chromosome {chrom!r} is not in {reference.name}")
+            length = reference.length(name)
+            if end > length:
+                raise DataError(
+                    f"region {region}: ends at {end:,}, past the end of {name} ({length:,} bases in {reference.name})"
+                )
             text, _ = reference.window(name, start, end, strand, region)
         return ScanTarget(
             region.strip(), text, f"region {region} of {file_label(genome)}", tss_index, strand, name, start
@@ -356,6 +374,7 @@ def mutagenesis(
                 "units": predictor.units,
                 "outputs": predictor.describe_outputs(),
                 "reference_prediction": ref_pred.mean(axis=0).tolist(),
+                "coordinates": COORDINATES,
                 "read_report": report_lines(report) if report is not None else [],
             },
             run_fields={"batch_size": batch_size},
@@ -446,12 +465,14 @@ def write_files(
 
 
 def write_npz(result: MutagenesisResult, path: Path) -> None:
-    """Arrays: positions (0-based indices), ref (their letters), letters, delta (positions, letters, outputs; NaN for
-    the reference letter), importance (positions, outputs), alt_pred (positions, letters, models, outputs), ref_pred
-    (models, outputs), output_names, sequence_id; tss_offsets when the TSS is known; delta_std for an ensemble;
-    chrom and genome_positions (1-based, + strand) when the sequence comes from a genome."""
+    """Arrays: positions (0-based indices; `positions_base` 0, where the TSV's `position` is 1-based), ref (their
+    letters), letters, delta (positions, letters, outputs; NaN for the reference letter), importance (positions,
+    outputs), alt_pred (positions, letters, models, outputs), ref_pred (models, outputs), output_names, sequence_id;
+    tss_offsets when the TSS is known; delta_std for an ensemble; chrom and genome_positions (1-based, + strand;
+    `genome_positions_base` 1) when the sequence comes from a genome."""
     arrays: dict[str, Any] = {
         "positions": result.positions,
+        "positions_base": np.array(0),
         "ref": np.array(result.ref_letters),
         "letters": np.array(list(result.letters)),
         "delta": result.delta,
@@ -468,6 +489,7 @@ def write_npz(result: MutagenesisResult, path: Path) -> None:
     genome = result.target.genome_positions()
     if genome is not None:
         arrays["genome_positions"] = genome[result.positions]
+        arrays["genome_positions_base"] = np.array(1)
         arrays["chrom"] = np.array(result.target.chrom)
     with AtomicFile(path, "wb") as target:
         np.savez_compressed(target.handle, **arrays)

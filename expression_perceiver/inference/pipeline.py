@@ -50,7 +50,7 @@ def add_pipeline(folder: str | os.PathLike) -> Path:
 
 def run_report_facts(folder: Path) -> dict:
     """The config.json fields a checkpoint's run report holds and its config lacks (none for today's checkpoints)."""
-    config = AutoConfig.from_pretrained(folder)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)  # never code from the folder
     reads_protein = FAMILIES[config.model_type].reads_protein
     encoder = config.dna_config if reads_protein else config
     if config.training_masking is not None:

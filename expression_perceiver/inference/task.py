@@ -193,6 +193,10 @@ def report_lines(*reports: ReadReport) -> list[str]:
     return [line.strip() for report in reports for line in report.summary_lines()[1:]]
 
 
+# How a summary names the counts whose key does not read as words.
+COUNT_NAMES = {"all_n": "all-N sequences", "repeated_ids": "repeated ids"}
+
+
 @dataclass
 class RunSummary:
     """What a file-writing task did: the files written, the counts, and the sidecar's content."""
@@ -208,7 +212,7 @@ class RunSummary:
         note = f" ({self.record['units_note']})" if self.record.get("units_note") else ""
         lines = [f"wrote {self.output}: {self.rows:,} rows{note}"]
         changed = ", ".join(
-            f"{key.replace('_', ' ')} {value:,}"
+            f"{COUNT_NAMES.get(key, key.replace('_', ' '))} {value:,}"
             for key, value in counts.items()
             if key not in ("records", "read") and isinstance(value, int) and value
         )

@@ -15,6 +15,9 @@ ensemble. `expression-perceiver variant-effect` calls `variant_effects`.
 - Multi-allelic records give one row per ALT; a variant inside several genes' windows one row per gene (in the
   promoter file's order). Every row has a `status`: `ok`, or why it was not scored (`STATUSES`). A bad record never
   stops the run; a file that cannot be read as VCF (or a line that cannot be parsed) is one error line.
+- A run that scores no variant at all (a header-only VCF, or every row unscored) is an error naming the file and the
+  rows' statuses, and writes nothing. A model that reads per-gene features (or proteins) is refused before any record
+  is read when none are given (unless `fill_missing_features`), as `predict` refuses it.
 - Each gene's reference window is scored once; ALT windows are scored in batches, and the same allele in the same
   gene (duplicate records) is scored once, so duplicates get identical numbers. An ALT window identical to the
   reference (a change the window does not see) gets the reference's prediction and a delta of exactly 0.
@@ -40,7 +43,7 @@ from ..data.vcf import AnnotatedVcfWriter, VcfReader, VcfRecord
 from ..data.xpresso import XPRESSO_BEST_WINDOW
 from .inputs import Example, InputPreparer
 from .predictor import DEFAULT_BATCH_SIZE, Predictor
-from .task import InferenceRun, Progress, RunSummary, report_lines
+from .task import GeneInputs, InferenceRun, Progress, RunSummary, report_lines
 from .windows import (
     DNA_LETTERS,
     Change,
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
 
 STATUSES = {
     "ok": "scored",
+    "invalid_position": "POS is 0, or REF at POS reaches past the end of the chromosome in the genome",
     "outside_windows": "the variant lies outside every promoter window",
     "chromosome_not_in_genome": "the variant's chromosome is not in the genome (under any chr-prefix alias)",
     "no_alt_allele": "ALT is '.' (no alternative allele)",
@@ -140,6 +144,7 @@ class VariantScorer:
         self.counts: Counter[str] = Counter()
         self.scored = {"reference_windows": 0, "alt_windows": 0}
         self._ref_checks: dict[tuple[int, str], bool] = {}
+        self._lengths: dict[str, int] = {}
 
     # --- rows -----------------------------------------------------------------------------------------------------
 
@@ -150,6 +155,12 @@ class VariantScorer:
         if self.reads_protein and (self.proteins is None or window.gene_id not in self.proteins):
             return "no_protein"
         return None
+
+    def _position_valid(self, record: VcfRecord, chrom: str) -> bool:
+        """POS is a base of the chromosome (1-based) and REF from there ends inside it."""
+        if chrom not in self._lengths:
+            self._lengths[chrom] = self.genome.length(chrom)
+        return 1 <= record.pos and record.pos - 1 + max(len(record.ref), 1) <= self._lengths[chrom]
 
     def _ref_matches(self, record: VcfRecord, chrom: str) -> bool:
         key = (record.index, record.ref)
@@ -163,10 +174,14 @@ class VariantScorer:
         if not record.alts:
             return [EffectRow(record, ".", None, "no_alt_allele")]
         chrom = self.genome.resolve(record.chrom)
+        inside = chrom is not None and self._position_valid(record, chrom)
         rows = []
         for alt in record.alts:
             if chrom is None:
                 rows.append(EffectRow(record, alt, None, "chromosome_not_in_genome"))
+                continue
+            if not inside:
+                rows.append(EffectRow(record, alt, None, "invalid_position"))
                 continue
             symbolic = is_symbolic(alt)
             letters_ok = set(record.ref.upper()) <= DNA_LETTERS and (symbolic or set(alt.upper()) <= DNA_LETTERS)
@@ -351,13 +366,46 @@ Block = list[tuple[VcfRecord, list[EffectRow]]]
 
 def scored_blocks(reader: VcfReader, scorer: VariantScorer, bar: Progress) -> Iterator[Block]:
     """The VCF's records a block at a time, each with its rows scored (the models' work, shared out between the
-    processes of a launched run)."""
+    processes of a launched run). Once every record is read, a run that scored none of them is a `DataError` (the
+    writer then discards what it holds: nothing is written)."""
     records = reader.records()
     while block := list(itertools.islice(records, RECORDS_PER_BLOCK)):
         rows_by_record = [scorer.rows(record) for record in block]
         scorer.score([row for rows in rows_by_record for row in rows])
         yield list(zip(block, rows_by_record, strict=True))
         bar.update(len(block))
+    check_scored(reader, scorer)
+
+
+def check_scored(reader: VcfReader, scorer: VariantScorer) -> None:
+    """A run must score at least one variant: a header-only VCF, or one whose every row is unscored, is refused in
+    one line naming the file and the rows' statuses."""
+    if scorer.counts["ok"]:
+        return
+    if not reader.records_read:
+        raise DataError(f"{reader.name}: no variant records (a header only): nothing to score, nothing written")
+    statuses = ", ".join(f"{status} {count:,}" for status, count in scorer.counts.most_common())
+    first = scorer.counts.most_common(1)[0][0]
+    raise DataError(
+        f"{reader.name}: none of its {reader.records_read:,} records was scored (status {statuses}; {first}: "
+        f"{STATUSES[first]}): nothing written"
+    )
+
+
+def check_gene_inputs(predictor: Predictor, given: GeneInputs, fill_missing_features: bool) -> None:
+    """A model that reads per-gene features or proteins, given none, is refused before any record is read (every
+    row would be `no_features` or `no_protein`), as `predict` refuses it."""
+    model_inputs = predictor.model_inputs
+    if model_inputs.num_features and given.features is None and not fill_missing_features:
+        raise DataError(
+            f"the model reads {model_inputs.num_features} per-gene features and none were given: give a feature table "
+            "(--features), or pass --fill-missing-features to fill them"
+        )
+    if model_inputs.protein_max_length is not None and given.proteins is None:
+        raise DataError(
+            f"a {predictor.model_type} reads each gene's protein beside its promoter and none were given: give a "
+            "protein table (--proteins)"
+        )
 
 
 class EffectsWriter:
@@ -468,6 +516,7 @@ def variant_effects(
         if predictor.model_inputs.alphabet != "dna":
             raise DataError(f"variant effects need a model that reads DNA; a {predictor.model_type} reads protein")
         given = run.gene_inputs(features, proteins)
+        check_gene_inputs(predictor, given, fill_missing_features)
         crop = tuple(window) if window is not None else None
         with VcfReader(vcf) as reader, Genome(genome) as reference:
             report = ReadReport(f"{reference.name} + {windows_name}")

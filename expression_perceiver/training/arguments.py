@@ -28,7 +28,13 @@ class ModelArguments:
             "conv_tower_channels=[32,32]'. Unset fields keep the authors' values."
         },
     )
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow code from a Hub checkpoint."})
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "Accepted for compatibility and not needed: checkpoints load with this package's own classes, "
+            "never with code from the checkpoint."
+        },
+    )
 
     def __post_init__(self):
         if self.model_type not in MODEL_TYPES:

@@ -206,7 +206,10 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
     out = tmp_path / "out"
     assert prepare(["table", str(table), "--alphabet", "dna", "-o", str(out)]) == 2
     error = capsys.readouterr().err
-    assert error == "expression-perceiver prepare: error: t.tsv: line 52 (id bad) has letter 'J' at position 2 (1-based), not a dna letter\n"
+    assert error == (
+        "expression-perceiver prepare: error: "
+        "t.tsv: line 52 (id bad) has letter 'J' at position 2 (1-based), not a dna letter\n"
+    )
     assert not out.exists() and leftovers(tmp_path) == []
 
 

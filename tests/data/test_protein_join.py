@@ -156,7 +156,8 @@ def test_invalid_protein_letters_name_file_id_and_position(tmp_path, joined_inpu
     out = tmp_path / "out"
     assert prepare(join_arguments(promoters, proteins, out)) == 2
     assert capsys.readouterr().err == (
-        "expression-perceiver prepare: error: bad.tsv: line 6 (id G7) has letter 'J' at position 4 (1-based), not a protein letter\n"
+        "expression-perceiver prepare: error: "
+        "bad.tsv: line 6 (id G7) has letter 'J' at position 4 (1-based), not a protein letter\n"
     )
     assert not out.exists() and leftovers(tmp_path) == []
 

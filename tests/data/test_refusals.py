@@ -63,7 +63,8 @@ def test_the_index_of_another_fasta_is_refused_where_it_ended_in_a_datasets_trac
     printed = capsys.readouterr().err
     size = fasta.stat().st_size
     assert printed.splitlines() == [
-        f"expression-perceiver prepare: error: genome.fa: its index {index} does not describe it: the file goes on after its last indexed sequence "
+        "expression-perceiver prepare: error: "
+        f"genome.fa: its index {index} does not describe it: the file goes on after its last indexed sequence "
         f"chr2 (byte 25,464 of {size:,}): sequences the index does not list (an index of another FASTA, or of an "
         f"earlier version of this one?); delete {index} and run again to rebuild it"
     ]
@@ -200,7 +201,9 @@ def test_a_label_too_large_to_be_a_measurement_is_refused_naming_file_record_and
     argv = ["prepare", "table", str(table), "--alphabet", "dna", "--label-column", "tpm", "-o", str(tmp_path / "o")]
     assert main([*argv, *(["--log10"] if log10 else [])]) == 2
     error = capsys.readouterr().err.splitlines()
-    assert len(error) == 1 and error[0].startswith("expression-perceiver prepare: error: t.tsv: line 22 (id G_bad) column 'tpm' "), error
+    assert len(error) == 1 and error[0].startswith(
+        "expression-perceiver prepare: error: t.tsv: line 22 (id G_bad) column 'tpm' "
+    ), error
     assert problem in error[0]
     assert not (tmp_path / "o").exists() and leftovers(tmp_path) == []
 

@@ -64,7 +64,10 @@ def test_the_record_beside_the_predictions(tmp_path, models, fasta, capsys):
     assert record["models"][0]["label_mean"] == [1.5, -2.0] and record["units"] == "original"
     assert {"expression-perceiver", "torch", "transformers"} <= set(record["versions"])
     assert record["device"] == "cpu" and record["dtype"] == "float32"
-    assert record["counts"] == {"records": 3, "cropped": 1, "padded": 2, "features_filled": 3, "features_ignored": 0}
+    assert record["counts"] == {
+        "records": 3, "cropped": 1, "padded": 2, "features_filled": 3, "features_ignored": 0, "all_n": 0,
+        "repeated_ids": 0,
+    }  # fmt: skip
     assert record["ensemble"]["n"] == 2 and "ddof=1" in record["ensemble"]["std"]
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["predictions.tsv", "predictions.tsv.json"]
 
@@ -131,7 +134,9 @@ def test_a_model_folder_without_weights_is_one_line_and_exit_code_2(tmp_path, mo
     (folder / "model.safetensors").unlink()
     assert main(["predict", str(fasta), "-m", str(folder), "-o", str(tmp_path / "o.tsv")]) == 2
     message = one_error_line(capsys, "predict")
-    assert message.startswith(f"model {folder}: {folder} holds no weights (model.safetensors or pytorch_model.bin)")
+    assert message == (
+        f"model {folder}: cannot load its weights: model.safetensors is missing (an unfinished or partial checkpoint?)"
+    )
     assert main(["embed", str(fasta), "-m", str(tmp_path / "absent"), "-o", str(tmp_path / "o.npy")]) == 2
     assert one_error_line(capsys, "embed") == f"model {tmp_path / 'absent'}: no such folder"
 
@@ -141,3 +146,22 @@ def test_a_model_that_needs_features_and_gets_none(tmp_path, models, fasta, caps
     assert one_error_line(capsys, "predict").startswith(
         "in.fa: record 's0' has no features; the model reads 3 per-gene features"
     )
+
+
+def test_all_n_records_and_repeated_ids_are_scored_and_counted(tmp_path, models, capsys):
+    """Neither stops a prediction (each row is its own input), but a sequence with no known base predicts nothing of
+    a promoter, and an id twice would be mixed up by any table joined on it: the summary and the record say so."""
+    path = tmp_path / "in.fa"
+    path.write_text(">g1\nACGTAC\n>blank\nNNNNNN\n>g1\nGGCATT\n>soft\nnnnNNN\n>g2\nACGT\n>g1\nTTTT\n")
+    output = tmp_path / "o.tsv"
+    assert main(["predict", str(path), "-m", str(models["zscore"]), "-o", str(output)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1] == "  padded 6, all-N sequences 2, repeated ids 2"
+    assert "  sequence all N (no known base), scored: 2 (first: blank, soft)" in printed
+    assert "  id repeated (an earlier record has it), scored: 2 (first: g1, g1)" in printed
+    _, rows = read_tsv(output)
+    assert [row[0] for row in rows] == ["g1", "blank", "g1", "soft", "g2", "g1"]
+    assert rows[0][1] != rows[2][1]  # each repeated id keeps its own prediction
+    record = json.loads((tmp_path / "o.tsv.json").read_text())
+    assert record["counts"]["all_n"] == 2 and record["counts"]["repeated_ids"] == 2
+    assert record["rows"] == 6

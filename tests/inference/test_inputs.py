@@ -61,7 +61,10 @@ def test_fasta(tmp_path, models, compression):
     np.testing.assert_allclose(tsv_column(tmp_path / "out.tsv", "predicted_output_zscore"), expected[:, 0], atol=2e-6)
     record = json.loads((tmp_path / "out.tsv.json").read_text())
     assert record["input"]["kind"] == "fasta" and record["units"] == "z-score"
-    assert record["counts"] == {"records": 5, "cropped": 1, "padded": 3, "features_filled": 0, "features_ignored": 0}
+    assert record["counts"] == {
+        "records": 5, "cropped": 1, "padded": 3, "features_filled": 0, "features_ignored": 0, "all_n": 0,
+        "repeated_ids": 0,
+    }  # fmt: skip
 
 
 def test_table_with_feature_columns_and_a_feature_table_with_filling(tmp_path, models):

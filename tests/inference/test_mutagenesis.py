@@ -151,3 +151,43 @@ def test_the_command_writes_a_tsv_and_a_heatmap(files, tmp_path, capsys):
                  "-m", str(files["models"][0]), "-o", str(tmp_path / "x.npz")]) == 2  # fmt: skip
     error = capsys.readouterr().err
     assert error.strip() == "expression-perceiver mutagenesis: error: promoters.bed: no promoter window for gene 'nope'"
+
+
+def test_a_region_past_the_chromosome_end_is_refused_not_padded(files, tmp_path, capsys):
+    """chr2 has 1,200 bases: a region reaching past them would be scanned over N padding without a word."""
+    model = files["models"][0]
+    with pytest.raises(DataError) as raised:
+        mutagenesis(model, region="chr2:1101-1250", genome=files["genome"], device="cpu")
+    assert str(raised.value) == "region chr2:1101-1250: ends at 1,250, past the end of chr2 (1,200 bases in genome.fa)"
+    output = tmp_path / "region.npz"
+    arguments = ["mutagenesis", "--region", "chr2:1300-1400:-", "--genome", str(files["genome"]), "-m", str(model),
+                 "-o", str(output)]  # fmt: skip
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "past the end of chr2 (1,200 bases" in error
+    assert list(tmp_path.iterdir()) == []
+    ending = mutagenesis(model, region="chr2:1101-1200", genome=files["genome"], scan=(98, 100), device="cpu")
+    assert "N" not in ending.target.sequence and len(ending.target.sequence) == 100  # the last base is fine
+
+
+def test_the_tsv_position_is_1_based_and_the_npz_positions_0_based_and_both_say_so(files, tmp_path):
+    sequence = hand_window("gA")[:40]
+    output, tsv = tmp_path / "scan.npz", tmp_path / "scan.tsv"
+    result = mutagenesis(files["models"][0], sequence=sequence, scan=(0, 3), output=output, tsv=tsv, device="cpu")
+    arrays = np.load(output)
+    assert arrays["positions"].tolist() == [0, 1, 2] and int(arrays["positions_base"]) == 0
+    header, rows = read_tsv(tsv)
+    assert sorted({int(row[header.index("position")]) for row in rows}) == [1, 2, 3]
+    for row in rows:  # the TSV's ref is the letter at position - 1 of the sequence
+        assert row[header.index("ref")] == sequence[int(row[header.index("position")]) - 1]
+    coordinates = json.loads((tmp_path / "scan.npz.json").read_text())["coordinates"]
+    assert coordinates["tsv position"].startswith("1-based") and coordinates["npz positions"].startswith("0-based")
+    assert result.record["coordinates"] == coordinates
+
+    region = mutagenesis(
+        files["models"][0], region="chr1:1151-1450", genome=files["genome"], scan=(0, 2), output=tmp_path / "r.npz",
+        device="cpu",
+    )  # fmt: skip
+    arrays = np.load(tmp_path / "r.npz")
+    assert arrays["genome_positions"].tolist() == [1151, 1152] and int(arrays["genome_positions_base"]) == 1
+    assert region.target.genome_positions()[0] == 1151

@@ -63,7 +63,7 @@ def test_predictions_do_not_depend_on_the_batch_size_or_the_chunks(models):
     np.testing.assert_allclose(run(7, None), one, rtol=0, atol=1e-6)
     np.testing.assert_allclose(run(3, 4), one, rtol=0, atol=1e-6)
     assert preparer.counts_dict() == {
-        "records": 9, "cropped": 2, "padded": 6, "features_filled": 0, "features_ignored": 0
+        "records": 9, "cropped": 2, "padded": 6, "features_filled": 0, "features_ignored": 0, "all_n": 0
     }  # fmt: skip
 
 

@@ -286,7 +286,8 @@ def test_malformed_vcf_is_one_line_and_exit_code_2(files, tmp_path, capsys):
     output = tmp_path / "out.tsv"
     common = ["--genome", str(files["genome"]), "--bed", str(files["bed"]), "--window", *map(str, CROP),
               "-m", str(files["models"][0]), "-o", str(output)]  # fmt: skip
-    for path, message in [(broken, "broken.vcf: record 2 (after chr1:1081) cannot be parsed as VCF"),
+    for path, message in [(broken, "broken.vcf: record 2 (line 4, after chr1:1081) has POS 'not_a_number', not a "
+                                   "whole number"),
                           (not_vcf, "table.vcf: cannot be read as VCF"),
                           (tmp_path / "absent.vcf", "absent.vcf: file not found")]:  # fmt: skip
         capsys.readouterr()
@@ -300,3 +301,82 @@ def test_malformed_vcf_is_one_line_and_exit_code_2(files, tmp_path, capsys):
 def test_a_window_longer_than_the_model_reads_is_refused(files):
     with pytest.raises(DataError, match="the model reads at most 300"):
         variant_effects(files["vcf"], files["models"][0], genome=files["genome"], bed=files["bed"], window=None)
+
+
+def variant_command(files, vcf, output, *extra: str) -> list[str]:
+    return ["variant-effect", "--vcf", str(vcf), "--genome", str(files["genome"]), "--bed", str(files["bed"]),
+            "--window", *map(str, CROP), "-m", str(files["models"][0]), "-o", str(output), *extra]  # fmt: skip
+
+
+def only_error_line(capsys) -> str:
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error, error
+    return error.removeprefix("expression-perceiver variant-effect: error: ").rstrip("\n")
+
+
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        ([], "header.vcf: no variant records (a header only): nothing to score, nothing written"),
+        (
+            [RECORDS[7], RECORDS[8], RECORDS[5]],  # outside every window, an unknown chromosome, a REF mismatch
+            "header.vcf: none of its 3 records was scored (status outside_windows 1, chromosome_not_in_genome 1, "
+            "ref_mismatch 1; outside_windows: the variant lies outside every promoter window): nothing written",
+        ),
+    ],
+)
+def test_a_run_that_scores_no_variant_is_an_error_and_writes_nothing(files, tmp_path, capsys, records, message):
+    vcf = write_vcf(tmp_path / "header.vcf", records)
+    output, annotated = tmp_path / "effects.tsv", tmp_path / "annotated.vcf"
+    assert main(variant_command(files, vcf, output, "--annotate-vcf", str(annotated))) == 2
+    assert only_error_line(capsys) == message
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["header.vcf"]
+    with pytest.raises(DataError, match="nothing written"):  # the Python API as well: no table of nothing
+        variant_effects(vcf, files["models"][0], genome=files["genome"], bed=files["bed"], window=CROP)
+
+
+def test_positions_outside_the_chromosome_have_their_own_status(files, tmp_path, capsys):
+    """POS 0 and a POS (or a REF) past the chromosome's end are not `outside_windows`: the record is impossible."""
+    records = [
+        ("chr1", 0, "pos_zero", "A", ["G"]),
+        ("chr1", 3_001, "past_end", "A", ["G"]),  # chr1 has 3,000 bases
+        ("chr1", 3_000, "ref_past_end", CHR1[-1] + "A", [CHR1[-1]]),
+        ("chr1", 3_000, "last_base", CHR1[-1], [other(CHR1[-1])]),  # a real base, outside every window
+        RECORDS[0],
+    ]
+    vcf = write_vcf(tmp_path / "positions.vcf", records)
+    output = tmp_path / "effects.tsv"
+    assert main(variant_command(files, vcf, output)) == 0, capsys.readouterr().err
+    header, rows = read_tsv(output)
+    status = header.index("status")
+    assert [(row[2], row[status]) for row in rows] == [
+        ("pos_zero", "invalid_position"), ("past_end", "invalid_position"), ("ref_past_end", "invalid_position"),
+        ("last_base", "outside_windows"), ("snv_a", "ok"),
+    ]  # fmt: skip
+    record = json.loads((tmp_path / "effects.tsv.json").read_text())
+    assert record["counts"]["status"] == {"invalid_position": 3, "ok": 1, "outside_windows": 1}
+    assert "POS is 0" in record["statuses"]["invalid_position"]
+
+
+def test_a_model_that_reads_features_given_none_is_refused_before_any_record(files, models, tmp_path, capsys):
+    output = tmp_path / "effects.tsv"
+    arguments = variant_command(files, files["vcf"], output)
+    arguments[arguments.index("-m") + 1] = str(models["dna"])  # reads 3 per-gene features
+    assert main(arguments) == 2
+    assert only_error_line(capsys) == (
+        "the model reads 3 per-gene features and none were given: give a feature table (--features), or pass "
+        "--fill-missing-features to fill them"
+    )
+    assert not output.exists() and not (tmp_path / "effects.tsv.json").exists()
+    assert main([*arguments, "--fill-missing-features"]) == 0, capsys.readouterr().err
+    counts = json.loads((tmp_path / "effects.tsv.json").read_text())["counts"]
+    assert counts["status"]["ok"] == 15 and "no_features" not in counts["status"]
+    assert counts["features_filled"] == counts["reference_windows"] + counts["alt_windows"]
+
+
+def test_a_vcf_with_a_byte_order_mark_gives_the_table_of_the_same_file_without_it(files, tmp_path):
+    bom = tmp_path / "bom.vcf"
+    bom.write_bytes(b"\xef\xbb\xbf" + files["vcf"].read_bytes())
+    predictor = Predictor.from_pretrained([files["models"][0]], device="cpu")
+    common = dict(genome=files["genome"], bed=files["bed"], window=CROP)
+    assert variant_effects(bom, predictor, **common).equals(variant_effects(files["vcf"], predictor, **common))
