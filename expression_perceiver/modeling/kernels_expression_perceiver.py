@@ -1,5 +1,6 @@
-"""The fast paths of the Perceivers: the cross-attention over the sequence, SDPA under bf16 training on CPU, and
-the pointwise convolution and windowed softmax pooling of the convolutional branch.
+"""The fast paths of the Perceivers: the cross-attention over the sequence, SDPA under bf16 training on CPU, the
+convolutions and windowed softmax pooling of the convolutional branch, and the products of one row per sequence
+(products whose rounding does not depend on the batch).
 
 The cross-attention reads a narrow sequence (`embedding_dim`, 32) of up to 20,000 positions. Its key and value
 projections are folded into the query and the output (`CrossAttentionBlock.read_sequence` in the modeling file), so
@@ -252,13 +253,82 @@ def attention_kernel(
     return out.to(query.dtype)
 
 
+def attention_per_row(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(head_dim)) v, SDPA's function, as products of one shape per sequence and head: SDPA's
+    CPU kernel divides its work by the batch and the threads, and its rounding with it. For a few queries."""
+    shape = query.shape
+    query, key, value = (tensor.flatten(0, 1) for tensor in (query, key, value))
+    scores = torch.bmm(query * shape[-1] ** -0.5, key.transpose(1, 2))
+    if mask is not None:
+        scores = scores.masked_fill(~mask.expand(*shape[:-1], -1).flatten(0, 1), -math.inf)
+    return torch.bmm(scores.softmax(-1), value).unflatten(0, shape[:2])
+
+
+# Matrix products narrower than this many columns take another path in the CPU BLAS, with other rounding: the
+# convolutions' products are widened to it with zero columns, so a short sequence alone gets the bits it gets padded.
+MIN_PRODUCT_COLUMNS = 16
+
+
+def per_sequence_product(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`weight @ x[i]` for each sequence i of `x` (batch, in, positions), at least MIN_PRODUCT_COLUMNS wide."""
+    columns = x.shape[-1]
+    if columns < MIN_PRODUCT_COLUMNS:
+        x = F.pad(x, (0, MIN_PRODUCT_COLUMNS - columns))
+    out = torch.bmm(weight.expand(x.shape[0], -1, -1), x)  # no copies, unlike matmul's broadcast
+    return out if columns >= MIN_PRODUCT_COLUMNS else out[..., :columns]
+
+
 def convolve(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-    """`conv(x)`; a kernel of size 1 as a matrix product over channels, which CPUs run several times faster than
-    the convolution kernel they fall back to for it (the same sums, same parameters)."""
-    if conv.kernel_size[0] != 1:
-        return conv(x)
-    out = torch.bmm(conv.weight[:, :, 0].expand(x.shape[0], -1, -1), x)  # no copies, unlike matmul's broadcast
+    """`conv(x)` as one matrix product per sequence: a kernel of size 1 over channels, which CPUs run several times
+    faster than the convolution kernel they fall back to for it (the same sums, same parameters), a wider one on CPU
+    over the windows of the padded input (`convolve_windows`). The CPU convolution kernel chooses its algorithm,
+    hence its rounding, by the batch's shape; these products give a sequence the same bits in any batch."""
+    kernel = conv.kernel_size[0]
+    if kernel != 1:
+        plain = conv.stride != (1,) or conv.dilation != (1,) or conv.groups != 1 or conv.padding_mode != "zeros"
+        if plain or x.device.type != "cpu":
+            return conv(x)
+        if isinstance(conv.padding, str):
+            left = (kernel - 1) // 2 if conv.padding == "same" else 0
+            right = kernel - 1 - left if conv.padding == "same" else 0
+        else:
+            left = right = conv.padding[0]
+        return convolve_windows(conv.weight, conv.bias, F.pad(x, (left, right)))
+    out = per_sequence_product(conv.weight[:, :, 0], x)
     return out if conv.bias is None else out.add_(conv.bias[:, None])
+
+
+def convolve_windows(
+    weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor, channels_last: bool = False
+) -> torch.Tensor:
+    """`F.conv1d(x, weight, bias)` without padding, as one matrix product per sequence of the weight with the
+    windows of `x` (batch, in_channels * kernel, positions): each sequence's product has the same shape whatever
+    the batch, so its bits do not depend on the batch, and on CPU it runs faster than the convolution kernel for a
+    few input channels (the one-hot stem). The windows are a copy of `kernel` times the input. `channels_last`: `x`
+    is (batch, positions, in_channels), read without a transposed copy."""
+    kernel = weight.shape[-1]
+    if channels_last:  # windows (batch, positions, kernel * in_channels), multiplied transposed
+        windows = x.unfold(1, kernel, 1).transpose(2, 3).flatten(2).transpose(1, 2)
+        weight = weight.transpose(1, 2)
+    else:
+        windows = x.unfold(-1, kernel, 1).transpose(-1, -2).flatten(1, 2)
+    out = per_sequence_product(weight.flatten(1), windows)
+    return out if bias is None else out.add_(bias[:, None])
+
+
+def linear_per_row(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """`linear(x)` as one product per row (a batched product of (1, in) by (in, out) matrices): a row's bits do not
+    depend on how many rows there are, whereas the blocking of a single matrix product, hence its rounding, does.
+    For the layers that take one row per sequence; a few rows, so the cost is negligible."""
+    rows = x.reshape(-1, 1, x.shape[-1])
+    weight = linear.weight.t().expand(rows.shape[0], -1, -1)
+    if linear.bias is None:
+        out = torch.bmm(rows, weight)
+    else:
+        out = torch.baddbmm(linear.bias.expand(rows.shape[0], 1, -1), rows, weight)
+    return out.reshape(*x.shape[:-1], -1)
 
 
 def window_softmax_pool(x: torch.Tensor, logits: torch.Tensor, size: int) -> torch.Tensor:

@@ -2,8 +2,9 @@
 
 Reading order: the sequence embedding, the Perceiver (latents, cross-attention over the sequence, latent
 self-attention), the convolutional branch, the fusion of both into one summary vector, then the models. The fast
-paths they run on (the cross-attention's implementations, selected by `config.sequence_attention`, and the branch's
-pointwise convolution and pooling) are in `kernels_expression_perceiver.py`, with their performance notes.
+paths they run on (the cross-attention's implementations, selected by `config.sequence_attention`, the branch's
+convolutions and pooling, and the products of one row per sequence) are in `kernels_expression_perceiver.py`, with
+their performance notes.
 """
 
 import inspect
@@ -31,7 +32,10 @@ from .configuration_expression_perceiver import (
 from .kernels_expression_perceiver import (
     SequenceBatch,
     attention_kernel,
+    attention_per_row,
     convolve,
+    convolve_windows,
+    linear_per_row,
     positions_per_chunk,
     resolve_sequence_attention,
     sequence_attention,
@@ -109,11 +113,23 @@ class SequenceEmbedding(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention of `query_width` queries over `context_width` keys/values through SDPA."""
+    """Multi-head attention of `query_width` queries over `context_width` keys/values through SDPA.
 
-    def __init__(self, query_width: int, context_width: int, heads: int, head_dim: int, dropout: float):
+    `query_per_row`: the projections of the queries and the attention run as products of one shape per sequence
+    (`linear_per_row`, `attention_per_row`), for a single query per sequence, whose bits then do not depend on the
+    batch."""
+
+    def __init__(
+        self,
+        query_width: int,
+        context_width: int,
+        heads: int,
+        head_dim: int,
+        dropout: float,
+        query_per_row: bool = False,
+    ):
         super().__init__()
-        self.heads, self.head_dim = heads, head_dim
+        self.heads, self.head_dim, self.query_per_row = heads, head_dim, query_per_row
         self.to_query = nn.Linear(query_width, heads * head_dim, bias=False)
         self.to_key_value = nn.Linear(context_width, 2 * heads * head_dim, bias=False)
         self.to_out = nn.Linear(heads * head_dim, query_width)
@@ -123,11 +139,12 @@ class Attention(nn.Module):
         return x.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        query = self.split_heads(self.to_query(x))
+        project = linear_per_row if self.query_per_row else nn.Linear.__call__
+        query = self.split_heads(project(self.to_query, x))
         key, value = map(self.split_heads, self.to_key_value(context).chunk(2, dim=-1))
         mask = None if key_mask is None else key_mask[:, None, None, :]
-        out = attention_kernel(query, key, value, mask)
-        return self.dropout(self.to_out(out.transpose(1, 2).flatten(2)))
+        out = (attention_per_row if self.query_per_row else attention_kernel)(query, key, value, mask)
+        return self.dropout(project(self.to_out, out.transpose(1, 2).flatten(2)))
 
 
 class GEGLUFeedForward(nn.Module):
@@ -243,10 +260,15 @@ class AttentionPool(nn.Module):
         if mask is not None:
             logits = logits.masked_fill(~mask[:, None, :], float("-inf"))
         full = length - length % self.pool_size
-        # The partial last window is pooled on its own, so the sequence is never copied into a padded one.
+        # The partial last window is pooled on its own, so the sequence is never copied into a padded one; it is
+        # completed with masked positions (x 0, logits -inf), as padding completes it in a batch of longer sequences,
+        # so that its sums run over the same number of terms and give the same bits.
         parts = [window_softmax_pool(x[..., :full], logits[..., :full], self.pool_size)] if full else []
         if full < length:
-            parts.append(window_softmax_pool(x[..., full:], logits[..., full:], length - full))
+            missing = self.pool_size - (length - full)
+            last_x = F.pad(x[..., full:], (0, missing))
+            last_logits = F.pad(logits[..., full:], (0, missing), value=float("-inf"))
+            parts.append(window_softmax_pool(last_x, last_logits, self.pool_size))
         pooled = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
         return pooled, pooled_mask(mask, self.pool_size)
 
@@ -339,13 +361,13 @@ def masked_adaptive_average(x: torch.Tensor, mask: torch.Tensor | None, bins: in
     unpadded sequence), so the flattened vector has the same size whatever the input length."""
     if mask is None:
         return F.adaptive_avg_pool1d(x, bins)
-    lengths = mask.sum(dim=-1, keepdim=True)  # (batch, 1)
-    bin_index = torch.arange(bins, device=x.device)[None, :, None]  # (1, bins, 1)
-    start = torch.div(bin_index * lengths[:, :, None], bins, rounding_mode="floor")
-    end = torch.div((bin_index + 1) * lengths[:, :, None] + bins - 1, bins, rounding_mode="floor")
-    position = torch.arange(x.shape[-1], device=x.device)[None, None, :]
-    membership = ((position >= start) & (position < end)).to(x.dtype)  # (batch, bins, length)
-    return torch.einsum("bcl,bkl->bck", x, membership) / membership.sum(dim=-1)[:, None, :].clamp(min=1)
+    # Sequences of one length at a time, cut to it: each gets the bits it has unpadded.
+    lengths = mask.sum(dim=-1)
+    out = x.new_empty(*x.shape[:-1], bins)
+    for length in lengths.unique().tolist():
+        rows = (lengths == length).nonzero()[:, 0]
+        out = out.index_copy(0, rows, F.adaptive_avg_pool1d(x[rows, :, : max(length, 1)], bins))
+    return out
 
 
 # Pooled windows per chunk of the stem stage in evaluation: 1,536 positions at pool size 12, a few MB per block.
@@ -391,9 +413,12 @@ class ConvBranch(nn.Module):
         length, kernel = input_ids.shape[1], self.stem.kernel_size[0]
         left, right = (kernel - 1) // 2, kernel - 1 - (kernel - 1) // 2
         first, last = max(start - left, 0), min(end + right, length)
-        one_hot = self.one_hot(input_ids[:, first:last], self.stem.weight.dtype)
-        one_hot = F.pad(one_hot, (left - (start - first), right - (last - end)))
-        x = F.conv1d(one_hot, self.stem.weight, self.stem.bias)
+        one_hot = self.one_hot(input_ids[:, first:last], self.stem.weight.dtype).transpose(1, 2)  # (batch, length, 4)
+        one_hot = F.pad(one_hot, (0, 0, left - (start - first), right - (last - end)))
+        if one_hot.device.type == "cpu":  # one product per sequence: the same bits in any batch (see `convolve`)
+            x = convolve_windows(self.stem.weight, self.stem.bias, one_hot, channels_last=True)
+        else:
+            x = F.conv1d(one_hot.transpose(1, 2), self.stem.weight, self.stem.bias)
         mask = None if mask is None else mask[:, start:end]
         if mask is not None:
             x = x.mul_(mask[:, None, :])
@@ -425,7 +450,7 @@ class ConvBranch(nn.Module):
         flat = masked_adaptive_average(x, mask, self.bins).flatten(1)
         if features is not None:
             flat = torch.cat([flat, features.to(flat.dtype)], dim=-1)
-        return self.dropout(F.relu(self.project(flat)))
+        return self.dropout(F.relu(linear_per_row(self.project, flat)))
 
 
 def unpadded_as_none(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -452,7 +477,9 @@ class PerceiverEncoder(nn.Module):
         self.latent_summary = nn.Linear(config.latent_width, config.branch_dim)
         if config.use_conv_branch:
             self.conv_branch = ConvBranch(config)
-            self.branch_query = Attention(config.branch_dim, config.latent_width, 1, config.branch_dim, config.dropout)
+            self.branch_query = Attention(
+                config.branch_dim, config.latent_width, 1, config.branch_dim, config.dropout, query_per_row=True
+            )
         self.summary_dim = config.branch_dim * (2 if config.use_conv_branch else 1)
 
     def check_inputs(self, input_ids: torch.Tensor, features: torch.Tensor | None) -> None:
@@ -488,7 +515,7 @@ class PerceiverEncoder(nn.Module):
             latents = torch.cat([latents, per_latent], dim=-1)
         for layer in self.layers:
             latents = layer(latents, sequence)
-        summary = self.latent_summary(self.latent_norm(latents).mean(dim=1))
+        summary = linear_per_row(self.latent_summary, self.latent_norm(latents).mean(dim=1))
         if not self.config.use_conv_branch:
             return latents, summary
         branch = self.conv_branch(input_ids, mask, features if self.config.num_features else None)
@@ -603,7 +630,7 @@ class SequenceHead(nn.Module):
         self.out = nn.Linear(summary_dim, num_labels)
 
     def forward(self, summary: torch.Tensor) -> torch.Tensor:
-        return self.out(self.dropout(summary))
+        return linear_per_row(self.out, self.dropout(summary))
 
 
 class _SingleSequencePerceiverModel(PerceiverExpressionPreTrainedModel):
