@@ -10,7 +10,10 @@ import yaml
 from ..modeling import FAMILIES
 
 TEMPLATE_NAME = "expression_perceiver.md"
-METRIC_COLUMNS = ("r2", "coefficient_of_determination", "pearson", "spearman", "mse", "n")
+METRIC_COLUMNS = (
+    "r2", "coefficient_of_determination", "pearson", "spearman", "mse", "calibration_slope", "calibration_intercept",
+    "n",
+)  # fmt: skip
 PREDICTS = {
     "dna_perceiver": "The mRNA level of a gene from its promoter DNA sequence{features}.",
     "protein_perceiver": "The abundance of a protein from its amino-acid sequence.",
@@ -81,7 +84,10 @@ def results_table(metrics: dict[str, dict[str, float]]) -> str:
     for split in ("validation", "test"):
         if split in metrics:
             values = metrics[split]
-            cells = [f"{values[name]:.4f}" if name != "n" else str(int(values[name])) for name in METRIC_COLUMNS]
+            cells = [
+                str(int(values[name])) if name == "n" else f"{values.get(name, float('nan')):.4f}"
+                for name in METRIC_COLUMNS
+            ]
             rows.append(f"| {split} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

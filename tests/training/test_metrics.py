@@ -30,6 +30,9 @@ def expected_metrics(predictions: np.ndarray, references: np.ndarray) -> dict[st
         "pearson": pearson,
         "spearman": spearman,
         "mse": np.mean((references - predictions) ** 2),
+        # numpy's least-squares line of the references on the predictions
+        "calibration_slope": np.polyfit(predictions, references, 1)[0],
+        "calibration_intercept": np.polyfit(predictions, references, 1)[1],
     }
 
 
@@ -44,7 +47,10 @@ def noisy_pairs() -> tuple[np.ndarray, np.ndarray]:
 def test_single_output_matches_the_formulas(noisy_pairs):
     predictions, references = noisy_pairs[0][:, 0], noisy_pairs[1][:, 0]
     metrics = compute_expression_metrics(predictions, references)
-    assert set(metrics) == {"r2", "coefficient_of_determination", "pearson", "spearman", "mse", "n"}
+    assert set(metrics) == {
+        "r2", "coefficient_of_determination", "pearson", "spearman", "mse", "calibration_slope",
+        "calibration_intercept", "n",
+    }  # fmt: skip
     assert metrics["n"] == 200
     for name, value in expected_metrics(predictions, references).items():
         assert metrics[name] == pytest.approx(value, rel=1e-10), name
@@ -72,7 +78,7 @@ def test_several_outputs_per_output_and_mean(noisy_pairs):
     for metric in per_output[0]:
         assert by_name[metric] == pytest.approx(np.mean([values[metric] for values in per_output]), rel=1e-10)
     assert by_name["n"] == 200
-    assert len(by_name) == 5 + 3 * 5 + 1
+    assert len(by_name) == 7 + 3 * 7 + 1
 
 
 def test_constant_predictions_give_nan_correlations_with_a_warning():
@@ -158,3 +164,16 @@ def test_evaluate_load_of_the_script_works_offline(tmp_path, noisy_pairs):
     loaded = json.loads(completed.stdout.strip().splitlines()[-1])
     assert loaded.pop("name") == "ExpressionMetrics"
     assert loaded == pytest.approx(compute_expression_metrics(predictions, references), rel=1e-12)
+
+
+def test_calibration_tells_a_biased_prediction_from_a_calibrated_one():
+    # The same ranking, hence the same r2: shifted and shrunk predictions are miscalibrated, and the line says how.
+    references = np.linspace(0.0, 4.0, 50)
+    calibrated = compute_expression_metrics(references + np.sin(references), references)
+    biased = compute_expression_metrics(0.5 * (references + np.sin(references)) + 0.3, references)
+    assert biased["r2"] == pytest.approx(calibrated["r2"], rel=1e-12)
+    assert biased["calibration_slope"] == pytest.approx(2 * calibrated["calibration_slope"], rel=1e-12)
+    assert biased["calibration_intercept"] == pytest.approx(
+        calibrated["calibration_intercept"] - 0.6 * calibrated["calibration_slope"], rel=1e-9
+    )
+    assert biased["coefficient_of_determination"] < calibrated["coefficient_of_determination"]

@@ -20,11 +20,15 @@ import evaluate
 import numpy as np
 from scipy import stats
 
-METRIC_NAMES = ("r2", "coefficient_of_determination", "pearson", "spearman", "mse")
+METRIC_NAMES = (
+    "r2", "coefficient_of_determination", "pearson", "spearman", "mse", "calibration_slope", "calibration_intercept",
+)  # fmt: skip
 
 _DESCRIPTION = """
 Metrics for regressing expression levels: r2 (squared Pearson correlation, as in Xpresso), the coefficient of
-determination (1 - SSres/SStot), Pearson and Spearman correlations, mean squared error and the number of pairs.
+determination (1 - SSres/SStot), Pearson and Spearman correlations, mean squared error, the calibration (slope and
+intercept of the least-squares line of the measured values on the predicted ones: 1 and 0 for calibrated predictions,
+which a high r2 does not guarantee) and the number of pairs.
 For k outputs each metric is also given per output, suffixed `_{name}` (the column index unless `output_names` is
 passed), and the plain names hold the mean over outputs.
 """
@@ -35,7 +39,8 @@ Args:
     references (`list` of `float`, or of `list` of `float` for several outputs): measured values.
     output_names (`list` of `str`, *optional*): one name per output, used as metric suffixes.
 Returns:
-    `dict` with `r2`, `coefficient_of_determination`, `pearson`, `spearman`, `mse` and `n`; with several outputs also
+    `dict` with `r2`, `coefficient_of_determination`, `pearson`, `spearman`, `mse`, `calibration_slope`,
+    `calibration_intercept` and `n`; with several outputs also
     `<metric>_<name>` for each output. A correlation of constant values is undefined and reported as nan (with a
     `RuntimeWarning`); so is the coefficient of determination of constant references.
 Examples:
@@ -90,6 +95,7 @@ def _single_output_metrics(predictions: np.ndarray, references: np.ndarray, outp
         spearman = float(stats.spearmanr(predictions, references).statistic)
     else:
         pearson = spearman = float("nan")
+    slope, intercept = calibration_line(predictions, references)
     return {
         "r2": pearson**2,
         "coefficient_of_determination": (
@@ -98,13 +104,27 @@ def _single_output_metrics(predictions: np.ndarray, references: np.ndarray, outp
         "pearson": pearson,
         "spearman": spearman,
         "mse": residual_sum_of_squares / len(references),
+        "calibration_slope": slope,
+        "calibration_intercept": intercept,
     }
+
+
+def calibration_line(predictions: np.ndarray, references: np.ndarray) -> tuple[float, float]:
+    """Slope and intercept of the least-squares line of the references on the predictions (nan for constant
+    predictions): a calibrated model has slope 1 and intercept 0."""
+    centred = predictions - predictions.mean()
+    spread = float(np.sum(centred**2))
+    if spread == 0:
+        return float("nan"), float("nan")
+    slope = float(np.sum(centred * (references - references.mean())) / spread)
+    return slope, float(references.mean() - slope * predictions.mean())
 
 
 def compute_expression_metrics(
     predictions: np.ndarray, references: np.ndarray, output_names: list[str] | None = None
 ) -> dict[str, float]:
-    """r2 (squared Pearson), coefficient of determination, Pearson, Spearman, MSE and `n` of predictions.
+    """r2 (squared Pearson), coefficient of determination, Pearson, Spearman, MSE, calibration slope and intercept
+    and `n` of predictions.
 
     Args:
         predictions: shape (n,) or (n, k) for k outputs; a single column and a vector are the same thing.
