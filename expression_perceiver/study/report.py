@@ -23,7 +23,7 @@ import numpy as np
 
 from ..data.atomic import write_json
 from ..data_collators import MaskingSettings
-from ..training.metrics import compute_expression_metrics
+from ..training.metrics import calibration_line, compute_expression_metrics
 from .cells import DONE, RESULTS_FILE, cell_state
 from .spec import Cell, Study, cell_key, load_study_dir, mask_size
 from .statistics import Comparison, adjust_comparisons, compare, summarize
@@ -89,6 +89,19 @@ def seed_ensemble(cells: list[CellResult]) -> dict[str, Any] | None:
     return {"members": len(cells), "seeds": [c.cell.seed for c in cells], **metrics}
 
 
+def calibration_of(cells: list[CellResult]) -> dict[str, float]:
+    """Mean over the cells of the calibration line (slope, intercept) of their test predictions, read from each cell's
+    predictions file so that cells trained before runs reported calibration have it too."""
+    lines = [
+        calibration_line(predicted, observed)
+        for _, observed, predicted in map(read_predictions, (c.cell for c in cells))
+    ]
+    if not lines:
+        return {"slope": math.nan, "intercept": math.nan}
+    slopes, intercepts = zip(*lines, strict=True)
+    return {"slope": float(np.mean(slopes)), "intercept": float(np.mean(intercepts))}
+
+
 def baseline_of(cells: list[CellResult]) -> dict[str, Any] | None:
     """The k-mer baseline recorded by the cells (the same split, so the same numbers in each)."""
     return next((c.results["kmer_baseline"] for c in cells if c.results.get("kmer_baseline")), None)
@@ -127,6 +140,7 @@ def table_rows(study: Study, finished: dict[MaskingSettings, list[CellResult]]) 
             "r2_values": [c.r2 for c in cells],
             "r2": summary.to_dict(),
             "coefficient_of_determination": mean_of(cells, "coefficient_of_determination"),
+            "calibration": calibration_of(cells),
             "spearman": mean_of(cells, "spearman"),
             "validation_r2": float(np.mean([c.results["validation"]["r2"] for c in cells])) if cells else math.nan,
             "kmer_baseline": baseline_of(cells),
@@ -204,13 +218,14 @@ def table_markdown(study: Study, rows: list[dict], missing: list[Cell], total: i
            if missing else "")
         + f". Seeds {study.seeds}. Each cell selected its checkpoint on the validation split and read its test "
         "split once, after training. r2 is the squared Pearson correlation on the test split (mean +- sample std over "
-        "seeds, 95% t-interval); R2 = 1 - SSres/SStot; tests against "
+        "seeds, 95% t-interval); R2 = 1 - SSres/SStot; calibration: slope of the least-squares line of the measured "
+        "values on the predicted ones (1 when calibrated; mean over seeds); tests against "
         f"`{study.reference}` are Welch's t-test and the paired t-test over matching seeds, Holm-corrected across "
         "rows; g is Hedges' g. " + revisions_line(revisions),
         "",
-        "| setting | masking | n | test r2 | 95% CI | R2 | Spearman | vs reference | Welch p (Holm) | paired p (Holm) "
-        "| g | epochs run | why stopped |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| setting | masking | n | test r2 | 95% CI | R2 | calibration slope | Spearman | vs reference "
+        "| Welch p (Holm) | paired p (Holm) | g | epochs run | why stopped |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for row in rows:
         r2, comparison, training = row["r2"], row["comparison"], row["training"]
@@ -223,6 +238,7 @@ def table_markdown(study: Study, rows: list[dict], missing: list[Cell], total: i
         lines.append(
             f"| {row['setting']} | `{row['masking']}` | {row['n']} | {fmt(r2['mean'])} +- {fmt(r2['std'])} | "
             f"[{fmt(r2['ci_low'])}, {fmt(r2['ci_high'])}] | {fmt(row['coefficient_of_determination'])} | "
+            f"{fmt(row['calibration']['slope'], 3)} | "
             f"{fmt(row['spearman'])} | {difference} | {welch} | {paired} | {g} | {epochs} | {stopped} |"
         )
     for row in rows:
@@ -231,20 +247,21 @@ def table_markdown(study: Study, rows: list[dict], missing: list[Cell], total: i
             lines.append(
                 f"| {row['setting']}: ensemble of {ensemble['members']} seeds | `{row['masking']}` | 1 | "
                 f"{fmt(ensemble['r2'])} | | {fmt(ensemble['coefficient_of_determination'])} | "
-                f"{fmt(ensemble['spearman'])} | | | | | | |"
+                f"{fmt(ensemble.get('calibration_slope'), 3)} | {fmt(ensemble['spearman'])} | | | | | | |"
             )
     if baseline:
         inputs = "k-mers + per-gene features" if "features_only" in baseline else "k-mers + log length"
         lines.append(
             f"| k-mer ridge baseline ({inputs}), same split | | 1 | {fmt(baseline['test']['r2'])} | | "
-            f"{fmt(baseline['test']['coefficient_of_determination'])} | {fmt(baseline['test']['spearman'])} "
-            "| | | | | | |"
+            f"{fmt(baseline['test']['coefficient_of_determination'])} | "
+            f"{fmt(baseline['test'].get('calibration_slope'), 3)} | {fmt(baseline['test']['spearman'])} | | | | | | |"
         )
         if "features_only" in baseline:
             features = baseline["features_only"]["test"]
             lines.append(
                 f"| features-only ridge, same split | | 1 | {fmt(features['r2'])} | | "
-                f"{fmt(features['coefficient_of_determination'])} | {fmt(features['spearman'])} | | | | | | |"
+                f"{fmt(features['coefficient_of_determination'])} | {fmt(features.get('calibration_slope'), 3)} | "
+                f"{fmt(features['spearman'])} | | | | | | |"
             )
     lines += ["", "Verdicts (Holm-corrected Welch p < 0.05 decides):", ""]
     lines += [f"- **{row['setting']}**: {row['comparison']['verdict']}" for row in rows if row["comparison"]]
@@ -254,8 +271,9 @@ def table_markdown(study: Study, rows: list[dict], missing: list[Cell], total: i
 def write_table_csv(path: Path, rows: list[dict]) -> None:
     columns = [
         "setting", "masking", "n", "r2_mean", "r2_std", "r2_ci_low", "r2_ci_high", "coefficient_of_determination",
-        "spearman", "ensemble_r2", "kmer_baseline_r2", "difference_vs_reference", "welch_p", "welch_p_holm",
-        "paired_n", "paired_p", "paired_p_holm", "hedges_g", "verdict",
+        "calibration_slope", "calibration_intercept", "spearman", "ensemble_r2", "kmer_baseline_r2",
+        "difference_vs_reference", "welch_p", "welch_p_holm", "paired_n", "paired_p", "paired_p_holm", "hedges_g",
+        "verdict",
     ]  # fmt: skip
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -265,7 +283,8 @@ def write_table_csv(path: Path, rows: list[dict]) -> None:
             writer.writerow(
                 [
                     row["setting"], row["masking"], row["n"], row["r2"]["mean"], row["r2"]["std"],
-                    row["r2"]["ci_low"], row["r2"]["ci_high"], row["coefficient_of_determination"], row["spearman"],
+                    row["r2"]["ci_low"], row["r2"]["ci_high"], row["coefficient_of_determination"],
+                    row["calibration"]["slope"], row["calibration"]["intercept"], row["spearman"],
                     row["ensemble"]["r2"] if row["ensemble"] else "",
                     row["kmer_baseline"]["test"]["r2"] if row["kmer_baseline"] else "",
                     comparison.get("difference", ""), comparison.get("welch_p", ""),

@@ -1,6 +1,11 @@
 """What the report says of the code the cells ran."""
 
-from expression_perceiver.study.report import revisions_line
+import numpy as np
+import pytest
+
+from expression_perceiver.data_collators import MaskingSettings
+from expression_perceiver.study.report import CellResult, calibration_of, revisions_line
+from expression_perceiver.study.spec import Cell
 
 
 def test_cells_from_several_code_revisions_are_flagged():
@@ -10,3 +15,25 @@ def test_cells_from_several_code_revisions_are_flagged():
     listed = "aaaaaaaaaaaa, bbbbbbbbbbbb (with uncommitted changes)"
     assert mixed.startswith(f"**The cells ran 2 code revisions** ({listed})")
     assert "rerun the older cells" in mixed
+
+
+def test_calibration_is_read_from_each_cells_predictions(tmp_path):
+    # Cells whose predictions are observed / 2 + 1 (and, for the second seed, with noise): the line of the observed
+    # values on the predicted ones has slope 2 and intercept -2, whatever the cells' results.json say.
+    observed = np.linspace(-1.0, 3.0, 40)
+    cells = []
+    for seed, noise in enumerate([0.0, 0.01]):
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        predicted = observed / 2 + 1 + noise * np.sin(7 * observed)
+        rows = [
+            f"G{i}\t{o!r}\t{p!r}" for i, (o, p) in enumerate(zip(observed.tolist(), predicted.tolist(), strict=True))
+        ]
+        (folder / "test_predictions.tsv").write_text("gene_id\tobserved_label\tpredicted_label\n" + "\n".join(rows))
+        cell = Cell(masking=MaskingSettings(), seed=seed, output_dir=str(folder), argv=())
+        cells.append(CellResult(cell, {"test": {"r2": 1.0}}))
+    calibration = calibration_of(cells)
+    assert calibration["slope"] == pytest.approx(2.0, abs=0.01) and calibration["intercept"] == pytest.approx(
+        -2.0, abs=0.02
+    )
+    assert calibration_of(cells[:1]) == pytest.approx({"slope": 2.0, "intercept": -2.0}, rel=1e-12)

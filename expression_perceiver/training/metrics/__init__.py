@@ -2,10 +2,16 @@
 
 from pathlib import Path
 
-from .expression_metrics import METRIC_NAMES, ExpressionMetrics, compute_expression_metrics
+from .expression_metrics import METRIC_NAMES, ExpressionMetrics, calibration_line, compute_expression_metrics
 
 # `evaluate.load(str(EXPRESSION_METRICS_SCRIPT))` works offline; a folder is only loadable through a script named
 # after it, which this one is not.
 EXPRESSION_METRICS_SCRIPT = Path(__file__).with_name("expression_metrics.py")
 
-__all__ = ["EXPRESSION_METRICS_SCRIPT", "METRIC_NAMES", "ExpressionMetrics", "compute_expression_metrics"]
+__all__ = [
+    "EXPRESSION_METRICS_SCRIPT",
+    "METRIC_NAMES",
+    "ExpressionMetrics",
+    "calibration_line",
+    "compute_expression_metrics",
+]
