@@ -1,5 +1,5 @@
-"""`accelerate launch` of `predict` and `variant-effect` on 2 CPU processes (gloo): each process runs a share of the
-input and rank 0 writes one output, in input order, identical to the single-process one."""
+"""`accelerate launch` of `predict`, `variant-effect`, `embed` and `mutagenesis` on 2 CPU processes (gloo): each
+process runs a share of the input and rank 0 writes one output, in input order, identical to the single-process one."""
 
 import json
 import os
@@ -20,7 +20,7 @@ from tests.processes import process_timeout
 REPOSITORY = Path(__file__).resolve().parents[2]
 NUM_RECORDS = 70  # chunks of 8 x 4 = 32 records: two rounds, the second with one chunk and one process idle
 
-# Both commands in the launched processes (one launch: each process start costs seconds of imports).
+# Every command in the launched processes (one launch: each process start costs seconds of imports).
 COMMANDS = textwrap.dedent(
     """
     import json, sys
@@ -48,13 +48,24 @@ def test_two_processes_write_the_single_process_outputs(tmp_path, models):
     write_genome_and_bed(tmp_path)
     write_vcf(tmp_path / "variants.vcf")
     ensemble = ["-m", str(models["zscore"]), "-m", str(models["zscore"]), "--batch-size", "4", "--quiet"]
+    genome = [
+        "--genome",
+        str(tmp_path / "genome.fa"),
+        "--bed",
+        str(tmp_path / "promoters.bed"),
+        "--window",
+        *map(str, CROP),
+    ]
 
     def commands(suffix: str) -> list[list[str]]:
         return [
             ["predict", str(fasta), *ensemble, "-o", str(tmp_path / f"predictions_{suffix}.tsv")],
-            ["variant-effect", "--vcf", str(tmp_path / "variants.vcf"), "--genome", str(tmp_path / "genome.fa"),
-             "--bed", str(tmp_path / "promoters.bed"), "--window", *map(str, CROP), *ensemble,
+            ["variant-effect", "--vcf", str(tmp_path / "variants.vcf"), *genome, *ensemble,
              "-o", str(tmp_path / f"effects_{suffix}.tsv")],
+            ["embed", str(fasta), "-m", str(models["zscore"]), "--batch-size", "3", "--quiet",
+             "-o", str(tmp_path / f"embeddings_{suffix}.npy")],
+            ["mutagenesis", "--gene", "gB", *genome, "--scan", "-12", "12", *ensemble, "--no-plot",
+             "--tsv", str(tmp_path / f"scan_{suffix}.tsv"), "-o", str(tmp_path / f"scan_{suffix}.npz")],
         ]  # fmt: skip
 
     for arguments in commands("one"):
@@ -68,7 +79,7 @@ def test_two_processes_write_the_single_process_outputs(tmp_path, models):
          "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no",
          str(tmp_path / "commands.py"), json.dumps(commands("two"))],
         env=environment, cwd=tmp_path, capture_output=True, text=True,
-        timeout=process_timeout(starts=3, work_s=30),  # the launcher and two ranks, each running both commands
+        timeout=process_timeout(starts=3, work_s=45),  # the launcher and two ranks, each running every command
     )  # fmt: skip
     assert launched.returncode == 0, launched.stderr[-3000:]
     for name in ("predictions", "effects"):
@@ -76,4 +87,12 @@ def test_two_processes_write_the_single_process_outputs(tmp_path, models):
     assert len((tmp_path / "predictions_two.tsv").read_text().splitlines()) == NUM_RECORDS + 1
     record = json.loads((tmp_path / "predictions_two.tsv.json").read_text())
     assert record["processes"] == 2 and record["rows"] == NUM_RECORDS
-    assert not list(tmp_path.glob("*.tmp*"))  # nothing half-written beside the outputs
+    for name in ("embeddings.npy", "embeddings.ids.txt", "scan.npz", "scan.tsv"):
+        stem, suffix = name.split(".", 1)
+        one, two = tmp_path / f"{stem}_one.{suffix}", tmp_path / f"{stem}_two.{suffix}"
+        assert one.read_bytes() == two.read_bytes(), name
+    embedded = json.loads((tmp_path / "embeddings_two.npy.json").read_text())
+    assert embedded["processes"] == 2 and embedded["rows"] == NUM_RECORDS
+    scanned = json.loads((tmp_path / "scan_two.npz.json").read_text())
+    assert scanned["files"] == [str(tmp_path / "scan_two.npz"), str(tmp_path / "scan_two.tsv")]
+    assert not list(tmp_path.glob(".*.partial"))  # nothing half-written beside the outputs (AtomicFile names)

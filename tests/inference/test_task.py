@@ -1,11 +1,7 @@
 """The skeleton every inference task runs in (`inference.task`): chunks shared out between processes and back in
-input order, outputs checked before any model loads, and embeddings and mutagenesis over two launched processes
-written as one process writes them."""
+input order, and outputs checked before any model loads. (The four tasks over two launched processes:
+`test_distributed.py`.)"""
 
-import json
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -14,13 +10,10 @@ import pytest
 from accelerate import PartialState
 
 from expression_perceiver import embed, mutagenesis, predict, variant_effects
-from expression_perceiver.cli import main
 from expression_perceiver.inference import Example, task
 from expression_perceiver.inference.task import process_state, stream_chunks
 from tests.inference.helpers import random_dna
-from tests.inference.test_distributed import COMMANDS, REPOSITORY, free_port
 from tests.inference.variant_helpers import CROP, write_genome_and_bed
-from tests.processes import process_timeout
 
 
 def lengths(chunk: list[Example]) -> np.ndarray:
@@ -131,46 +124,3 @@ def test_outputs_and_the_batch_size_are_checked_before_any_model_loads(tmp_path,
         TASKS[name](missing_model, folder, files, overwrite=True)
     with pytest.raises(ValueError, match="batch size must be at least 1"):
         TASKS[name](missing_model, tmp_path / f"new{SUFFIXES[name]}", files, batch_size=0)
-
-
-@pytest.mark.slow
-def test_embed_and_mutagenesis_on_two_processes_write_the_single_process_files(tmp_path, models):
-    rng = np.random.default_rng(9)
-    fasta = tmp_path / "promoters.fa"
-    fasta.write_text("".join(f">gene{index}\n{random_dna(rng, int(rng.integers(40, 300)))}\n" for index in range(45)))
-    write_genome_and_bed(tmp_path)
-    model, ensemble = ["-m", str(models["zscore"])], ["-m", str(models["zscore"]), "-m", str(models["zscore"])]
-
-    def commands(suffix: str) -> list[list[str]]:
-        return [
-            ["embed", str(fasta), *model, "--batch-size", "3", "--quiet",
-             "-o", str(tmp_path / f"embeddings_{suffix}.npy")],
-            ["mutagenesis", "--gene", "gB", "--genome", str(tmp_path / "genome.fa"), "--bed",
-             str(tmp_path / "promoters.bed"), "--window", *map(str, CROP), "--scan", "-12", "12", *ensemble,
-             "--batch-size", "4", "--no-plot", "--quiet", "--tsv", str(tmp_path / f"scan_{suffix}.tsv"),
-             "-o", str(tmp_path / f"scan_{suffix}.npz")],
-        ]  # fmt: skip
-
-    for arguments in commands("one"):
-        assert main(arguments) == 0
-
-    accelerate = Path(sys.executable).with_name("accelerate")
-    (tmp_path / "commands.py").write_text(COMMANDS)
-    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    launched = subprocess.run(
-        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no",
-         str(tmp_path / "commands.py"), json.dumps(commands("two"))],
-        env=environment, cwd=tmp_path, capture_output=True, text=True,
-        timeout=process_timeout(starts=3, work_s=20),  # the launcher and two ranks, each running both commands
-    )  # fmt: skip
-    assert launched.returncode == 0, launched.stderr[-3000:]
-    for name in ("embeddings.npy", "embeddings.ids.txt", "scan.npz", "scan.tsv"):
-        stem, suffix = name.split(".", 1)
-        one, two = tmp_path / f"{stem}_one.{suffix}", tmp_path / f"{stem}_two.{suffix}"
-        assert one.read_bytes() == two.read_bytes(), name
-    embedded = json.loads((tmp_path / "embeddings_two.npy.json").read_text())
-    assert embedded["processes"] == 2 and embedded["rows"] == 45
-    scanned = json.loads((tmp_path / "scan_two.npz.json").read_text())
-    assert scanned["files"] == [str(tmp_path / "scan_two.npz"), str(tmp_path / "scan_two.tsv")]
-    assert not list(tmp_path.glob(".*.partial"))  # nothing half-written beside the outputs
