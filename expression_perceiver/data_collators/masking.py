@@ -183,6 +183,17 @@ def encode_sequence(tokenizer: PreTrainedTokenizerBase, sequence: str) -> np.nda
     return np.asarray(tokenizer(sequence, add_special_tokens=False)["input_ids"], dtype=np.int64)
 
 
+# Each settings field's name as an argument of a training run (`--mask_strategy`, ...; `MaskingArguments`).
+ARGUMENT_NAMES = {
+    "strategy": "mask_strategy",
+    "mode": "mask_mode",
+    "mask_length": "mask_length",
+    "mask_fraction": "mask_fraction",
+    "num_spans": "mask_num_spans",
+    "mask_token": "mask_token",
+}
+
+
 @dataclass(frozen=True)
 class MaskingSettings:
     """The masking augmentation of a run, in the one vocabulary that the study file, the training arguments
@@ -241,6 +252,12 @@ class MaskingSettings:
             raise ValueError(f"unknown masking field(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
         return cls(**values)
 
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> MaskingSettings:
+        """Settings from a training run's masking arguments (`--mask_*` names, as `results.json` records them);
+        arguments absent take the settings' defaults."""
+        return cls(**arguments_as_fields(arguments))
+
     def describe_span(self) -> str:
         """'3 positions' or '0.05 of each sequence's length'."""
         if self.mask_fraction is not None:
@@ -253,6 +270,12 @@ class MaskingSettings:
             return "none"
         spans = f"{self.num_spans} x " if self.num_spans > 1 else ""
         return f"{self.strategy}, {spans}{self.describe_span()}, mode {self.mode}"
+
+
+def arguments_as_fields(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """A training run's masking arguments (`--mask_*` names) under the settings' field names, unchecked; other keys
+    are left out."""
+    return {field: arguments[name] for field, name in ARGUMENT_NAMES.items() if name in arguments}
 
 
 @dataclass

@@ -38,6 +38,7 @@ from transformers import AutoTokenizer, PreTrainedModel
 
 from ..data.dataset_dict import DatasetMetadata
 from ..data_collators import MaskingCollator, MaskingSettings
+from ..data_collators.masking import arguments_as_fields
 from ..formats import PROTEIN_TOKENIZER_FOLDER
 from ..hub import ModelLocationError, ModelSource, file_sha256, first_line
 from ..hub import resolve_model as resolve_location
@@ -62,17 +63,6 @@ def resolve_model(spec: str) -> ModelSource:
         return resolve_location(str(spec))
     except ModelLocationError as error:
         raise ModelLoadError(f"model {spec}: {error}") from None
-
-
-# The masking arguments' names in a training run's report, as the collator's settings name them.
-REPORTED_MASKING_KEYS = {
-    "mask_strategy": "strategy",
-    "mask_mode": "mode",
-    "mask_length": "mask_length",
-    "mask_fraction": "mask_fraction",
-    "mask_num_spans": "num_spans",
-    "mask_token": "mask_token",
-}
 
 
 def has_named_labels(config) -> bool:
@@ -102,9 +92,7 @@ def adopt_run_report_facts(config, encoder_config, folder: Path) -> None:
     if metadata is not None and encoder_config.feature_names is None:
         if len(metadata.feature_names) == encoder_config.num_features and encoder_config.num_features:
             encoder_config.feature_names = list(metadata.feature_names)
-    config.training_masking = {
-        REPORTED_MASKING_KEYS[key]: value for key, value in masking.items() if key in REPORTED_MASKING_KEYS
-    }
+    config.training_masking = arguments_as_fields(masking)  # checked where the collator is built
     config.training_seed = results.get("seed")
 
 

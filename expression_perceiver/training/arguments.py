@@ -1,7 +1,7 @@
 """Arguments of `train.py`, parsed by `HfArgumentParser` from the command line or a YAML/JSON recipe."""
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import torch
@@ -97,14 +97,7 @@ class MaskingArguments:
 
     def settings(self) -> MaskingSettings:
         """The settings these flags stand for (checked there: a bad combination is one ValueError)."""
-        return MaskingSettings(
-            strategy=self.mask_strategy,
-            mode=self.mask_mode,
-            mask_length=self.mask_length,
-            mask_fraction=self.mask_fraction,
-            num_spans=self.mask_num_spans,
-            mask_token=self.mask_token,
-        )
+        return MaskingSettings.from_arguments(asdict(self))
 
 
 def masking_flags(settings: MaskingSettings) -> list[str]:
