@@ -17,7 +17,9 @@ same parameters:
   the forward or the backward pass, whose cost on CPU is as much in fresh memory as in arithmetic;
 - `"auto"` (the default): `"chunked"` on CPU in eager mode, where it is fastest, `"folded"` elsewhere.
 
-`tests/modeling/test_performance_paths.py` checks each against the reference.
+`tests/modeling/test_performance_paths.py` checks each against the reference. The chunked kernel reads token ids, so
+a one-hot input (`inputs_one_hot`, differentiable) is read through the embedded sequence: by the reference when it is
+selected, else by the folded SDPA. `sequence_attention_weights` gives the weights every implementation applies.
 """
 
 import math
@@ -31,9 +33,10 @@ from torch import nn
 @dataclass
 class SequenceBatch:
     """A batch of sequences as the cross-attention reads it: the embedded sequence for the reference, the
-    layer-normalised (no affine) sequence for the folded SDPA, the centred tables for the chunked kernel."""
+    layer-normalised (no affine) sequence for the folded SDPA, the centred tables for the chunked kernel. A one-hot
+    input has no ids: only the first two are used."""
 
-    input_ids: torch.Tensor
+    input_ids: torch.Tensor | None
     mask: torch.Tensor | None  # None when no position is padded
     eps: float
     padding_idx: int | None
@@ -239,6 +242,35 @@ def sequence_attention(query: torch.Tensor, sequence: SequenceBatch, scale: floa
             chunk,
         )
     return out.to(query.dtype)
+
+
+def sequence_attention_weights(query: torch.Tensor, sequence: SequenceBatch, scale: float) -> torch.Tensor:
+    """The weights softmax(query x^T * scale) that `sequence_attention` applies to the layer-normalised (no affine)
+    sequence x: (batch, queries, length), float32, each row summing to 1, padded positions exactly 0. x is the one
+    the batch carries: the normalised sequence (folded SDPA), the layer norm of the embedded one (reference), or,
+    for the chunked kernel, the normalised centred tables, built chunk by chunk of positions as the kernel builds it
+    (only the scores, the size of the result, exist for the whole sequence). Differentiable."""
+    with torch.autocast(device_type=query.device.type, enabled=False):
+        query = query.float() * scale
+        if sequence.normalized is not None or sequence.embedded is not None:
+            x = sequence.normalized
+            if x is None:
+                x = F.layer_norm(sequence.embedded.float(), sequence.embedded.shape[-1:], eps=sequence.eps)
+            scores = torch.matmul(query, x.float().transpose(1, 2))
+        else:
+            tokens, positions = sequence.token_table.float(), sequence.position_table.float()
+            length = sequence.input_ids.shape[1]
+            chunk = sequence.chunk_length or positions_per_chunk(query.shape[1])
+            parts = []
+            for start in range(0, length, chunk):
+                end = min(start + chunk, length)
+                x = F.embedding(sequence.input_ids[:, start:end], tokens) + positions[start:end]
+                x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + sequence.eps)
+                parts.append(torch.bmm(query, x.transpose(1, 2)))
+            scores = torch.cat(parts, dim=-1)
+        if sequence.mask is not None:
+            scores = scores.masked_fill(~sequence.mask[:, None, :], -math.inf)
+        return scores.softmax(-1)
 
 
 def attention_kernel(

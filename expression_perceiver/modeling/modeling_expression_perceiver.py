@@ -39,8 +39,12 @@ from .kernels_expression_perceiver import (
     positions_per_chunk,
     resolve_sequence_attention,
     sequence_attention,
+    sequence_attention_weights,
     window_softmax_pool,
 )
+
+# The token `[UNK]`, second of the tokenizers' special tokens ([PAD] [UNK] [CLS] [SEP] [MASK]).
+UNKNOWN_TOKEN_ID = 1
 
 
 @dataclass
@@ -53,11 +57,35 @@ class PerceiverExpressionOutput(ModelOutput):
             the summary vector the regression head reads (latent summary, then branch vector).
         protein_last_hidden_state (`torch.FloatTensor`, *optional*):
             the protein encoder's latents (Protein&DNAPerceiver only).
+        cross_attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
+            the cross-attention weights over the sequence, one tensor per Perceiver layer of shape `(batch,
+            cross_attention_heads, num_latents, length)`, float32: each latent's and head's softmax weights over the
+            positions, summing to 1, padded positions exactly 0 (the promoter's, for the Protein&DNAPerceiver).
+        protein_cross_attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
+            the protein encoder's cross-attention weights, as `cross_attentions` (Protein&DNAPerceiver only).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
     protein_last_hidden_state: torch.FloatTensor | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    protein_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class PerceiverExpressionRegressionOutput(SequenceClassifierOutput):
+    """
+    `SequenceClassifierOutput` (`loss`, `logits`) of the models with a head, with the cross-attention weights.
+
+    Args:
+        cross_attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
+            as in [`PerceiverExpressionOutput`].
+        protein_cross_attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
+            as in [`PerceiverExpressionOutput`] (Protein&DNAPerceiver only).
+    """
+
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    protein_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
@@ -70,12 +98,28 @@ def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
     return table
 
 
+def unknown_letter_token_id(config: PerceiverExpressionConfig) -> int:
+    """The token an unknown letter reads as: the one after the alphabet (N for DNA, which the tokenizer also reads
+    the IUPAC ambiguity codes as; X, the unknown residue, for proteins), or [UNK] where the vocabulary ends with
+    the alphabet."""
+    token = config.first_letter_token_id + config.alphabet_size
+    return token if token < config.vocab_size else UNKNOWN_TOKEN_ID
+
+
 class SequenceEmbedding(nn.Module):
-    """Token embedding plus a sinusoidal position encoding, learnable or fixed."""
+    """Token embedding plus a sinusoidal position encoding, learnable or fixed.
+
+    The token embedding also reads a one-hot input over the alphabet's letters (`embed_one_hot`), linearly: a row
+    is `one_hot @ W[letters] + (1 - sum(one_hot)) W[unknown]`, W the token embedding, so an exact one-hot row is the
+    letter's embedding (the same bits), an all-zero row the unknown letter's (N for DNA, as the Xpresso one-hot
+    encodes N; X for proteins), and interpolations between inputs are defined."""
 
     def __init__(self, config: PerceiverExpressionConfig):
         super().__init__()
         self.max_sequence_length = config.max_sequence_length
+        self.first_letter_token_id = config.first_letter_token_id
+        self.alphabet_size = config.alphabet_size
+        self.unknown_token_id = unknown_letter_token_id(config)
         self.token_embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
         table = torch.zeros(config.max_sequence_length, config.embedding_dim)
         if config.position_encoding == "learnable":
@@ -85,6 +129,15 @@ class SequenceEmbedding(nn.Module):
 
     def forward(self, input_ids: torch.LongTensor) -> torch.Tensor:
         return self.token_embedding(input_ids) + self.position_table[: input_ids.shape[1]]
+
+    def embed_one_hot(self, one_hot: torch.Tensor) -> torch.Tensor:
+        """The embedded sequence of a one-hot input (batch, length, alphabet_size), as `forward` embeds ids."""
+        weight = self.token_embedding.weight
+        one_hot = one_hot.to(weight.dtype)
+        first = self.first_letter_token_id
+        letters = torch.matmul(one_hot, weight[first : first + self.alphabet_size])
+        unknown = (1 - one_hot.sum(-1, keepdim=True)) * weight[self.unknown_token_id]
+        return letters + unknown + self.position_table[: one_hot.shape[1]]
 
     def centered_tables(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The token and position tables, each minus its mean over the width: a layer norm of their sum is then a
@@ -109,6 +162,18 @@ class SequenceEmbedding(nn.Module):
             sequence.chunk_length = positions_per_chunk(
                 queries, config.max_sequence_length, config.attention_chunk_length
             )
+        return sequence
+
+    def read_one_hot_by(self, one_hot: torch.Tensor, mask: torch.Tensor | None, config: PerceiverExpressionConfig):
+        """`read_by` for a one-hot input: the embedded sequence for the reference implementation, the normalised one
+        for the folded SDPA otherwise (the chunked kernel reads ids and has no gradient for a one-hot input). With
+        `"reference"` or `"folded"` selected, a one-hot input gives the same bits as its ids."""
+        sequence = SequenceBatch(None, mask, config.layer_norm_eps, self.token_embedding.padding_idx)
+        embedded = self.embed_one_hot(one_hot)
+        if config.sequence_attention == "reference":
+            sequence.embedded = embedded
+        else:
+            sequence.normalized = F.layer_norm(embedded, (self.position_table.shape[-1],), eps=sequence.eps)
         return sequence
 
 
@@ -183,6 +248,24 @@ class CrossAttentionBlock(GradientCheckpointingLayer):
             latents = latents + self.attention(queries, self.sequence_norm(sequence.embedded), sequence.mask)
         return latents + self.feed_forward(latents)
 
+    def folded_query(self, queries: torch.Tensor) -> torch.Tensor:
+        """Each head's query with its key projection and the layer norm's scale folded in: (batch, heads, latents,
+        width), read against the layer-normalised (no affine) sequence with the scale `head_dim**-0.5`."""
+        attention = self.attention
+        heads, head_dim = attention.heads, attention.head_dim
+        key_weight = attention.to_key_value.weight.unflatten(0, (2, heads, head_dim))[0]
+        query = attention.to_query(queries).unflatten(-1, (heads, head_dim))  # (batch, latents, heads, head_dim)
+        return torch.einsum("bnhe,hed->bhnd", query, key_weight) * self.sequence_norm.weight
+
+    def attention_weights(self, latents: torch.Tensor, sequence: SequenceBatch) -> torch.Tensor:
+        """The weights of the attention of `latents` (before this block) over the sequence: (batch, heads,
+        latents, length), float32, padded positions 0. The same softmax(q k^T / sqrt(head_dim)) for every
+        implementation: the keys' bias from the layer norm's shift is a constant per query that the softmax cancels
+        (see `read_sequence`)."""
+        folded = self.folded_query(self.latent_norm(latents))
+        weights = sequence_attention_weights(folded.flatten(1, 2), sequence, self.attention.head_dim**-0.5)
+        return weights.unflatten(1, folded.shape[1:3])
+
     def read_sequence(self, queries: torch.Tensor, sequence: SequenceBatch) -> torch.Tensor:
         """The attention of `queries` over LayerNorm(sequence), with keys and values folded away. Per head h,
         scores = (q W_k,h) . (gamma * x + beta) = ((q W_k,h) * gamma) . x + a constant per query that the softmax
@@ -190,10 +273,9 @@ class CrossAttentionBlock(GradientCheckpointingLayer):
         W_v,h^T since each softmax row sums to 1. Heads become extra queries over the same x."""
         attention = self.attention
         heads, head_dim = attention.heads, attention.head_dim
-        key_weight, value_weight = attention.to_key_value.weight.unflatten(0, (2, heads, head_dim)).unbind(0)
+        value_weight = attention.to_key_value.weight.unflatten(0, (2, heads, head_dim))[1]
         gamma, beta = self.sequence_norm.weight, self.sequence_norm.bias
-        query = attention.to_query(queries).unflatten(-1, (heads, head_dim))  # (batch, latents, heads, head_dim)
-        folded = torch.einsum("bnhe,hed->bhnd", query, key_weight) * gamma
+        folded = self.folded_query(queries)
         read = sequence_attention(folded.flatten(1, 2), sequence, head_dim**-0.5)
         values = read.unflatten(1, (heads, -1)) * gamma + beta  # (batch, heads, latents, width)
         out = torch.einsum("bhnd,hed->bnhe", values, value_weight).flatten(2)
@@ -406,14 +488,23 @@ class ConvBranch(nn.Module):
         return F.embedding(input_ids, table).transpose(1, 2)
 
     def stem_stage(
-        self, input_ids: torch.Tensor, mask: torch.Tensor | None, start: int, end: int
+        self,
+        input_ids: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        start: int,
+        end: int,
+        one_hot: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Stem conv, residual conv and attention pooling of positions [start, end), `start` a multiple of the pool
-        size: the stem reads its receptive field around them, zeros beyond the sequence ('same' padding)."""
-        length, kernel = input_ids.shape[1], self.stem.kernel_size[0]
+        size: the stem reads its receptive field around them, zeros beyond the sequence ('same' padding). It reads
+        the one-hot of `input_ids`, or `one_hot` (batch, length, alphabet) if given (then `input_ids` is None)."""
+        length, kernel = (input_ids if one_hot is None else one_hot).shape[1], self.stem.kernel_size[0]
         left, right = (kernel - 1) // 2, kernel - 1 - (kernel - 1) // 2
         first, last = max(start - left, 0), min(end + right, length)
-        one_hot = self.one_hot(input_ids[:, first:last], self.stem.weight.dtype).transpose(1, 2)  # (batch, length, 4)
+        if one_hot is None:  # (batch, length, 4)
+            one_hot = self.one_hot(input_ids[:, first:last], self.stem.weight.dtype).transpose(1, 2)
+        else:
+            one_hot = one_hot[:, first:last].to(self.stem.weight.dtype)
         one_hot = F.pad(one_hot, (0, 0, left - (start - first), right - (last - end)))
         if one_hot.device.type == "cpu":  # one product per sequence: the same bits in any batch (see `convolve`)
             x = convolve_windows(self.stem.weight, self.stem.bias, one_hot, channels_last=True)
@@ -425,26 +516,37 @@ class ConvBranch(nn.Module):
         return self.stem_pool(self.stem_residual(x, mask), mask)
 
     def stem_in_chunks(
-        self, input_ids: torch.Tensor, mask: torch.Tensor | None, windows: int = STEM_CHUNK_WINDOWS
+        self,
+        input_ids: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        windows: int = STEM_CHUNK_WINDOWS,
+        one_hot: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The stem stage over the whole sequence. With batch norms in evaluation mode every step is local, so it
-        runs chunk by chunk of `windows` pooled windows: the full-length (batch, channels, length) intermediates,
-        tens of megabytes each, are never built. Training normalises with statistics of the whole batch and so runs
-        in one piece."""
-        length = input_ids.shape[1]
+        """The stem stage over the whole sequence (of `input_ids`, or the given `one_hot`). With batch norms in
+        evaluation mode every step is local, so it runs chunk by chunk of `windows` pooled windows: the full-length
+        (batch, channels, length) intermediates, tens of megabytes each, are never built. Training normalises with
+        statistics of the whole batch and so runs in one piece."""
+        length = (input_ids if one_hot is None else one_hot).shape[1]
         chunk = windows * self.stem_pool.pool_size
         if self.training or length <= chunk:
-            return self.stem_stage(input_ids, mask, 0, length)
+            return self.stem_stage(input_ids, mask, 0, length, one_hot)
         parts = [
-            self.stem_stage(input_ids, mask, start, min(start + chunk, length)) for start in range(0, length, chunk)
+            self.stem_stage(input_ids, mask, start, min(start + chunk, length), one_hot)
+            for start in range(0, length, chunk)
         ]
         pooled = torch.cat([part[0] for part in parts], dim=-1)
         return pooled, None if mask is None else torch.cat([part[1] for part in parts], dim=-1)
 
     def forward(
-        self, input_ids: torch.Tensor, mask: torch.Tensor | None, features: torch.Tensor | None
+        self,
+        input_ids: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        features: torch.Tensor | None,
+        one_hot: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x, mask = self.stem_in_chunks(input_ids, mask)
+        """The branch vector of `input_ids`, or of a one-hot input `one_hot` (batch, length, alphabet), read as is
+        (with `input_ids` None): an exact one-hot of the ids gives the same bits."""
+        x, mask = self.stem_in_chunks(input_ids, mask, one_hot=one_hot)
         for block in self.tower:
             x, mask = block(x, mask)
         flat = masked_adaptive_average(x, mask, self.bins).flatten(1)
@@ -465,11 +567,18 @@ def unpadded_as_none(attention_mask: torch.Tensor | None) -> torch.Tensor | None
 class PerceiverEncoder(nn.Module):
     """Embedding, latents (with the per-gene features appended to each), Perceiver layers, conv branch and the
     fusion into one summary vector: the layer-normed mean latent projected to `branch_dim`, next to the branch
-    vector after it has queried the latents (1-head cross-attention, residual)."""
+    vector after it has queried the latents (1-head cross-attention, residual).
 
-    def __init__(self, config: PerceiverExpressionConfig):
+    It reads token ids or, for attribution methods that differentiate or interpolate the input, a one-hot input
+    over the alphabet's letters (see `forward`). `input_names`: the names of both inputs in the model's forward,
+    for error messages."""
+
+    def __init__(
+        self, config: PerceiverExpressionConfig, input_names: tuple[str, str] = ("input_ids", "inputs_one_hot")
+    ):
         super().__init__()
         self.config = config
+        self.input_names = input_names
         self.embedding = SequenceEmbedding(config)
         self.latents = nn.Parameter(torch.zeros(config.num_latents, config.latent_dim))
         self.layers = nn.ModuleList(PerceiverLayer(config) for _ in range(config.num_layers))
@@ -482,15 +591,31 @@ class PerceiverEncoder(nn.Module):
             )
         self.summary_dim = config.branch_dim * (2 if config.use_conv_branch else 1)
 
-    def check_inputs(self, input_ids: torch.Tensor, features: torch.Tensor | None) -> None:
-        length, limit = input_ids.shape[-1], self.config.max_sequence_length
+    def check_inputs(
+        self, input_ids: torch.Tensor | None, features: torch.Tensor | None, inputs_one_hot: torch.Tensor | None = None
+    ) -> None:
+        ids_name, one_hot_name = self.input_names
+        if (input_ids is None) == (inputs_one_hot is None):
+            given = "both" if input_ids is not None else "neither"
+            raise ValueError(f"pass exactly one of `{ids_name}` and `{one_hot_name}`; got {given}")
+        if input_ids is None:
+            alphabet = self.config.alphabet_size
+            if inputs_one_hot.dim() != 3 or inputs_one_hot.shape[-1] != alphabet:
+                raise ValueError(
+                    f"`{one_hot_name}` has shape {tuple(inputs_one_hot.shape)}; expected (batch, length, {alphabet}) "
+                    "(config.alphabet_size)"
+                )
+            name, length = one_hot_name, inputs_one_hot.shape[1]
+        else:
+            name, length = ids_name, input_ids.shape[-1]
+        limit = self.config.max_sequence_length
         if length > limit:
             raise ValueError(
-                f"input of length {length} is longer than this model's max_sequence_length ({limit}); "
+                f"{name}: input of length {length} is longer than this model's max_sequence_length ({limit}); "
                 "crop it or build a model with a larger max_sequence_length"
             )
         if length == 0:
-            raise ValueError("input_ids is empty: every sequence needs at least one token")
+            raise ValueError(f"{name} is empty: every sequence needs at least one token")
         expected = self.config.num_features
         if expected and features is None:
             raise ValueError(f"this model expects `features` of width {expected} (config.num_features); got none")
@@ -501,26 +626,48 @@ class PerceiverEncoder(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        self.check_inputs(input_ids, features)
-        input_ids = input_ids.long()
+        inputs_one_hot: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """The latents, the summary vector and, with `output_attentions`, the cross-attention weights of each layer
+        (`CrossAttentionBlock.attention_weights`; else None).
+
+        Reads exactly one of `input_ids` and `inputs_one_hot`: a float tensor (batch, length, alphabet_size) over
+        the letters in token order (ids `first_letter_token_id ..`), which the embedding reads linearly (an
+        all-zero row is the unknown letter, N for DNA; see `SequenceEmbedding`) and the convolutional branch reads
+        as its one-hot; rows at padded positions are zeroed. Both paths are differentiable with respect to it. The
+        cross-attention reads it through the embedded sequence (`SequenceEmbedding.read_one_hot_by`): with
+        `sequence_attention` `"folded"` or `"reference"`, an exact one-hot of the ids gives the same bits as the
+        ids; with the chunked kernel (`"auto"` on CPU) the ids' outputs differ from it by float32 rounding."""
+        self.check_inputs(input_ids, features, inputs_one_hot)
         mask = unpadded_as_none(attention_mask)
-        sequence = self.embedding.read_by(input_ids, mask, self.config)
-        latents = self.latents.expand(input_ids.shape[0], -1, -1)
+        if inputs_one_hot is None:
+            input_ids = input_ids.long()
+            sequence = self.embedding.read_by(input_ids, mask, self.config)
+        else:
+            if mask is not None:
+                inputs_one_hot = inputs_one_hot * mask[:, :, None].to(inputs_one_hot.dtype)
+            sequence = self.embedding.read_one_hot_by(inputs_one_hot, mask, self.config)
+        latents = self.latents.expand((input_ids if inputs_one_hot is None else inputs_one_hot).shape[0], -1, -1)
         if features is not None and self.config.num_features:
             per_latent = features.to(latents.dtype)[:, None, :].expand(-1, latents.shape[1], -1)
             latents = torch.cat([latents, per_latent], dim=-1)
+        attentions = [] if output_attentions else None
         for layer in self.layers:
+            if output_attentions:
+                attentions.append(layer.cross_attention.attention_weights(latents, sequence))
             latents = layer(latents, sequence)
+        attentions = None if attentions is None else tuple(attentions)
         summary = linear_per_row(self.latent_summary, self.latent_norm(latents).mean(dim=1))
         if not self.config.use_conv_branch:
-            return latents, summary
-        branch = self.conv_branch(input_ids, mask, features if self.config.num_features else None)
+            return latents, summary, attentions
+        branch_features = features if self.config.num_features else None
+        branch = self.conv_branch(input_ids, mask, branch_features, inputs_one_hot)
         branch = branch + self.branch_query(branch[:, None, :], latents)[:, 0]
-        return latents, torch.cat([summary, branch], dim=-1)
+        return latents, torch.cat([summary, branch], dim=-1), attentions
 
 
 # The pipeline file of the bundle and its declaration in `config.json` (`pipeline_expression_perceiver.py` holds the
@@ -536,10 +683,9 @@ PIPELINE_DECLARATION = {
 
 
 # Keyword arguments that transformers itself may pass to any model's forward (output switches, the Trainer's item
-# count) and that these models read nothing from; any other unknown keyword is a caller's mistake.
-TRANSFORMERS_FORWARD_KEYWORDS = frozenset(
-    {"return_dict", "output_attentions", "output_hidden_states", "use_cache", "num_items_in_batch"}
-)
+# count) and that these models read nothing from; any other unknown keyword is a caller's mistake. (The models read
+# `output_attentions`: the cross-attention weights.)
+TRANSFORMERS_FORWARD_KEYWORDS = frozenset({"return_dict", "output_hidden_states", "use_cache", "num_items_in_batch"})
 
 
 def check_forward_keywords(model: nn.Module, keywords: dict) -> None:
@@ -644,14 +790,25 @@ class _SingleSequencePerceiverModel(PerceiverExpressionPreTrainedModel):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
+        inputs_one_hot: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> PerceiverExpressionOutput:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch, length)`): token ids; or else
+        inputs_one_hot (`torch.FloatTensor` of shape `(batch, length, alphabet_size)`): the sequence one-hot over
+            the alphabet's letters in token order, differentiable (see `PerceiverEncoder.forward`); an all-zero row
+            is the unknown letter (N for DNA).
+        output_attentions (`bool`, *optional*): also return the cross-attention weights (`cross_attentions`).
+        """
         check_forward_keywords(self, kwargs)
-        latents, summary = self.perceiver(input_ids, attention_mask, features)
-        return PerceiverExpressionOutput(last_hidden_state=latents, pooler_output=summary)
+        latents, summary, attentions = self.perceiver(
+            input_ids, attention_mask, features, inputs_one_hot, bool(output_attentions)
+        )
+        return PerceiverExpressionOutput(last_hidden_state=latents, pooler_output=summary, cross_attentions=attentions)
 
 
 class _SingleSequencePerceiverForSequenceClassification(PerceiverExpressionPreTrainedModel):
@@ -668,17 +825,28 @@ class _SingleSequencePerceiverForSequenceClassification(PerceiverExpressionPreTr
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        inputs_one_hot: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
-    ) -> SequenceClassifierOutput:
+    ) -> PerceiverExpressionRegressionOutput:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch, length)`): token ids; or else
+        inputs_one_hot (`torch.FloatTensor` of shape `(batch, length, alphabet_size)`): the sequence one-hot over
+            the alphabet's letters in token order, differentiable (see `PerceiverEncoder.forward`); an all-zero row
+            is the unknown letter (N for DNA).
+        output_attentions (`bool`, *optional*): also return the cross-attention weights (`cross_attentions`).
+        """
         check_forward_keywords(self, kwargs)
-        _, summary = self.perceiver(input_ids, attention_mask, features)
+        _, summary, attentions = self.perceiver(
+            input_ids, attention_mask, features, inputs_one_hot, bool(output_attentions)
+        )
         logits = self.head(summary)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return PerceiverExpressionRegressionOutput(loss=loss, logits=logits, cross_attentions=attentions)
 
 
 class DNAPerceiverModel(_SingleSequencePerceiverModel):
@@ -719,7 +887,9 @@ class ProteinDNAPerceiverPreTrainedModel(PerceiverExpressionPreTrainedModel):
     def __init__(self, config: ProteinDNAPerceiverConfig):
         super().__init__(config)
         self.perceiver = PerceiverEncoder(config.dna_config)
-        self.protein_perceiver = PerceiverEncoder(config.protein_config)
+        self.protein_perceiver = PerceiverEncoder(
+            config.protein_config, input_names=("protein_input_ids", "protein_inputs_one_hot")
+        )
         self.summary_dim = self.perceiver.summary_dim + self.protein_perceiver.summary_dim
 
     @classmethod
@@ -751,18 +921,28 @@ class ProteinDNAPerceiverPreTrainedModel(PerceiverExpressionPreTrainedModel):
 
     def encode(
         self,
-        input_ids: torch.Tensor,
-        protein_input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None,
+        protein_input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
         protein_attention_mask: torch.Tensor | None,
         features: torch.Tensor | None,
+        inputs_one_hot: torch.Tensor | None = None,
+        protein_inputs_one_hot: torch.Tensor | None = None,
+        output_attentions: bool = False,
     ) -> PerceiverExpressionOutput:
-        latents, summary = self.perceiver(input_ids, attention_mask, features)
-        protein_latents, protein_summary = self.protein_perceiver(protein_input_ids, protein_attention_mask)
+        """Both encoders' outputs; each reads its ids or its one-hot input (see `PerceiverEncoder.forward`)."""
+        latents, summary, attentions = self.perceiver(
+            input_ids, attention_mask, features, inputs_one_hot, output_attentions
+        )
+        protein_latents, protein_summary, protein_attentions = self.protein_perceiver(
+            protein_input_ids, protein_attention_mask, None, protein_inputs_one_hot, output_attentions
+        )
         return PerceiverExpressionOutput(
             last_hidden_state=latents,
             pooler_output=torch.cat([summary, protein_summary], dim=-1),
             protein_last_hidden_state=protein_latents,
+            cross_attentions=attentions,
+            protein_cross_attentions=protein_attentions,
         )
 
 
@@ -775,15 +955,32 @@ class ProteinDNAPerceiverModel(ProteinDNAPerceiverPreTrainedModel):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
-        protein_input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        protein_input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         protein_attention_mask: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
+        inputs_one_hot: torch.Tensor | None = None,
+        protein_inputs_one_hot: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> PerceiverExpressionOutput:
+        r"""
+        input_ids / inputs_one_hot: the promoter's token ids or its one-hot input (exactly one of them).
+        protein_input_ids / protein_inputs_one_hot: the protein's token ids or its one-hot input (exactly one).
+        output_attentions (`bool`, *optional*): also return both encoders' cross-attention weights.
+        """
         check_forward_keywords(self, kwargs)
-        return self.encode(input_ids, protein_input_ids, attention_mask, protein_attention_mask, features)
+        return self.encode(
+            input_ids,
+            protein_input_ids,
+            attention_mask,
+            protein_attention_mask,
+            features,
+            inputs_one_hot,
+            protein_inputs_one_hot,
+            bool(output_attentions),
+        )
 
 
 class ProteinDNAPerceiverForSequenceClassification(ProteinDNAPerceiverPreTrainedModel):
@@ -798,19 +995,41 @@ class ProteinDNAPerceiverForSequenceClassification(ProteinDNAPerceiverPreTrained
 
     def forward(
         self,
-        input_ids: torch.Tensor,
-        protein_input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        protein_input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         protein_attention_mask: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        inputs_one_hot: torch.Tensor | None = None,
+        protein_inputs_one_hot: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
-    ) -> SequenceClassifierOutput:
+    ) -> PerceiverExpressionRegressionOutput:
+        r"""
+        input_ids / inputs_one_hot: the promoter's token ids or its one-hot input (exactly one of them).
+        protein_input_ids / protein_inputs_one_hot: the protein's token ids or its one-hot input (exactly one).
+        output_attentions (`bool`, *optional*): also return both encoders' cross-attention weights.
+        """
         check_forward_keywords(self, kwargs)
-        outputs = self.encode(input_ids, protein_input_ids, attention_mask, protein_attention_mask, features)
+        outputs = self.encode(
+            input_ids,
+            protein_input_ids,
+            attention_mask,
+            protein_attention_mask,
+            features,
+            inputs_one_hot,
+            protein_inputs_one_hot,
+            bool(output_attentions),
+        )
         logits = self.head(outputs.pooler_output)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return PerceiverExpressionRegressionOutput(
+            loss=loss,
+            logits=logits,
+            cross_attentions=outputs.cross_attentions,
+            protein_cross_attentions=outputs.protein_cross_attentions,
+        )
 
 
 # Each family's configuration, base model and model with head (`families.py` adds tokenizers and alphabets).
@@ -826,6 +1045,7 @@ MODEL_CLASSES = {
 
 __all__ = [
     "PerceiverExpressionOutput",
+    "PerceiverExpressionRegressionOutput",
     "PerceiverExpressionPreTrainedModel",
     "DNAPerceiverModel",
     "DNAPerceiverForSequenceClassification",
