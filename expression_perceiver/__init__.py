@@ -30,6 +30,7 @@ _INFERENCE_NAMES = (
     "embed",
     "variant_effects",
     "mutagenesis",
+    "attribute",
     "Predictor",
     "Embedder",
     "Example",

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .baseline import add_baseline_parser
+from .interpret import add_attribute_parser, add_motifs_parser, add_profile_parser
 from .predict import add_embed_parser, add_predict_parser
 from .prepare import add_prepare_parser
 from .study import add_study_parser
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_embed_parser(subparsers)
     add_variant_effect_parser(subparsers)
     add_mutagenesis_parser(subparsers)
+    add_attribute_parser(subparsers)
+    add_profile_parser(subparsers)
+    add_motifs_parser(subparsers)
     return parser
 
 
@@ -118,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 # datasets, so that a mistyped path is answered at once.
 INPUT_PATH_ARGUMENTS = (
     "input", "folder", "table", "fasta", "genome", "bed", "labels", "half_life", "protein_table", "features",
-    "proteins", "vcf", "tss_table", "dataset_dir", "study_file", "study_dir",
+    "proteins", "vcf", "tss_table", "dataset_dir", "study_file", "study_dir", "attributions", "motif_db",
 )  # fmt: skip
 
 

@@ -8,7 +8,8 @@ predict("promoters.fa.gz", ["runs/seed0", "runs/seed1"], output="predictions.tsv
 ```
 
 `variant_effects` scores the variants of a VCF in their genes' promoter windows (ref, alt, delta per ALT and gene);
-`mutagenesis` scans every substitution of a window, region or sequence.
+`mutagenesis` scans every substitution of a window, region or sequence; `attribute` attributes predictions to
+positions and letters (ISM, gradients, integrated gradients, DeepLIFT/SHAP, cross-attention).
 
 `Predictor` scores batches of examples already built (`predict_batch`) and streams any number of them in input
 order (`predict_chunks`); `Embedder` does the same for summary vectors and latents.
@@ -19,6 +20,7 @@ writer of its rows.
 """
 
 from .api import RunSummary, embed, predict, resolve_inputs
+from .attribution import attribute
 from .inputs import (
     CROP_RULES,
     Example,
@@ -37,6 +39,7 @@ from .variants import variant_effects
 
 __all__ = [
     "CROP_RULES",
+    "attribute",
     "Chunk",
     "Embedder",
     "Example",
