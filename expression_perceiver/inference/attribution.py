@@ -29,6 +29,7 @@ Values are in the predictions' units (the training labels' when the checkpoint s
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,7 +229,9 @@ def multipliers_against_references(
     expanded_mask = mask.repeat_interleave(count, 0) if mask is not None else None
     inputs = (expanded, *extra_inputs)
     baselines = (flat_references, *extra_baselines)
-    with torch.enable_grad():
+    with torch.enable_grad(), warnings.catch_warnings():
+        # Captum announces that it sets requires_grad and hooks; both are what is asked of it here.
+        warnings.filterwarnings("ignore", category=UserWarning, module="captum")
         if method == "integrated_gradients":
             explainer = IntegratedGradients(function, multiply_by_inputs=False)
             found = explainer.attribute(
