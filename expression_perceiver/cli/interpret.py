@@ -191,7 +191,7 @@ def run_motifs(args: argparse.Namespace) -> int:
     database = motif_database(str(args.motif_db) if args.motif_db is not None else None)
     report = discover_motifs(
         opened, args.output, motif_db=database, max_seqlets=args.max_seqlets, top_matches=args.top_matches,
-        seed=args.seed,
+        seed=args.seed, overwrite=args.overwrite,
     )  # fmt: skip
     for line in report.summary_lines():
         print(line)

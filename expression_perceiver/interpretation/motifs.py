@@ -1,0 +1,791 @@
+"""Motifs: which sequence patterns the model's attributions pick out, what known motifs they resemble and where
+relative to the TSS they sit.
+
+- `motif_database` reads a MEME motif file or, by default, the JASPAR CORE vertebrates non-redundant collection
+  shipped with `pyjaspar` (converted once to a MEME file under `$XDG_CACHE_HOME/expression_perceiver/`).
+- `discover_motifs` runs TF-MoDISco-lite on an attribution file's one-hot sequences and hypothetical contributions,
+  matches each pattern against the database with TOMTOM (memelite) and writes a report folder: `motifs.tsv`,
+  `patterns.meme`, a logo and a position histogram per pattern, `report.md`, `report.html` and
+  `modisco_results.h5` (readable by `modisco report`).
+- `annotate_sequence` scans one sequence with the database's motifs (FIMO, memelite) for annotating mutagenesis
+  heatmaps.
+
+TOMTOM q-values are Benjamini-Hochberg adjusted p-values over all of the database's motifs, for each pattern
+separately, as MEME's tomtom computes them (memelite returns p-values only). Patterns are trimmed as modiscolite's
+report trims them: to the positions whose summed |contribution| reaches 30% of the pattern's largest.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.atomic import AtomicFile
+from ..data.errors import DataError
+from ..inference.attribution_files import AttributionFile
+from .profiles import is_dna
+
+LETTERS = "ACGT"
+JASPAR_LICENCE = "CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/)"
+JASPAR_URL = "https://jaspar.elixir.no"
+TRIM_THRESHOLD = 0.3  # modiscolite's report: positions reaching 30% of the largest summed |contribution|
+LOGO_FLANK = 4  # positions modiscolite's report shows either side of the trimmed pattern
+HISTOGRAM_BINS = 40
+
+
+@dataclass(frozen=True)
+class Motif:
+    """A letter-probability matrix with its database id and name."""
+
+    id: str
+    name: str
+    pwm: np.ndarray  # (4, width): rows A, C, G, T, columns summing to 1
+    sites: int = 0
+
+    @property
+    def label(self) -> str:
+        """`id name`, as MEME and JASPAR write it (e.g. `MA0108.3 TBP`)."""
+        return f"{self.id} {self.name}".strip()
+
+    @property
+    def consensus(self) -> str:
+        return "".join(LETTERS[index] for index in self.pwm.argmax(0))
+
+
+@dataclass
+class MotifDatabase:
+    """Motifs to match patterns against, with where they came from and under which licence."""
+
+    motifs: list[Motif]
+    path: Path
+    release: str | None = None
+    licence: str | None = None
+    description: str = ""
+
+    def __len__(self) -> int:
+        return len(self.motifs)
+
+    def __iter__(self) -> Iterator[Motif]:
+        return iter(self.motifs)
+
+    def find(self, name: str) -> list[Motif]:
+        """The motifs of a factor (case-insensitive: JASPAR spells mouse factors `Yy1`)."""
+        return [motif for motif in self.motifs if motif.name.upper() == name.upper()]
+
+    def pwms(self) -> dict[str, np.ndarray]:
+        """Label -> (4, width) matrix, the form memelite's `fimo` reads."""
+        return {motif.label: motif.pwm for motif in self.motifs}
+
+    def statement(self) -> str:
+        """One line for reports: the collection, its size and its licence."""
+        licence = f"; licence {self.licence}" if self.licence else ""
+        return f"{self.description or self.path.name}, {len(self):,} motifs ({self.path}){licence}"
+
+
+@dataclass(frozen=True)
+class MotifMatch:
+    """A database motif TOMTOM found similar to a pattern."""
+
+    id: str
+    name: str
+    p_value: float
+    q_value: float
+    strand: str  # "-": the pattern matches the motif's reverse complement
+    offset: int
+
+
+@dataclass
+class PatternSummary:
+    """One MoDISco pattern: its seqlets, trimmed matrices, matches and where its seqlets sit."""
+
+    name: str  # pos_0, neg_1, ...
+    sign: str  # positive or negative
+    seqlets: int
+    cwm: np.ndarray  # (width, 4) contribution weight matrix, trimmed
+    ppm: np.ndarray  # (width, 4) letter frequencies, trimmed
+    logo_cwm: np.ndarray  # the contribution matrix with modiscolite's report's flanks, for the logo
+    positions: np.ndarray  # each seqlet's motif centre, in the file's positions
+    reverse_share: float  # share of seqlets on the reverse strand
+    matches: list[MotifMatch] = field(default_factory=list)
+
+    @property
+    def consensus(self) -> str:
+        return "".join(LETTERS[index] for index in self.ppm.argmax(1))
+
+    def position_quartiles(self) -> tuple[float, float, float]:
+        """First quartile, median and third quartile of the seqlets' centres."""
+        if len(self.positions) == 0:
+            return (float("nan"),) * 3
+        low, median, high = np.percentile(self.positions, [25, 50, 75])
+        return float(low), float(median), float(high)
+
+
+@dataclass
+class MotifReport:
+    """What `discover_motifs` found and wrote."""
+
+    output_dir: Path
+    patterns: list[PatternSummary]
+    source: str
+    database: str
+    seqlets: dict[str, int]  # seqlets in the positive and negative patterns
+    sequences: int
+    window: tuple[int, int]  # first and last position read
+    seconds: float  # MoDISco's wall time
+    files: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def summary_lines(self) -> list[str]:
+        """What was found, one line per pattern, and where it was written."""
+        signs = {sign: sum(p.sign == sign for p in self.patterns) for sign in ("positive", "negative")}
+        lines = [
+            f"MoDISco: {len(self.patterns)} patterns ({signs['positive']} positive, {signs['negative']} negative) "
+            f"from {self.sequences:,} sequences in {self.seconds:.1f} s"
+        ]
+        for pattern in self.patterns:
+            low, median, high = pattern.position_quartiles()
+            best = pattern.matches[0] if pattern.matches else None
+            match = f"{best.id} {best.name} (q {number(best.q_value)})" if best else "no match"
+            lines.append(
+                f"  {pattern.name}: {pattern.seqlets:,} seqlets, {pattern.consensus}, {match}, "
+                f"median position {number(median)} ({number(low)}..{number(high)})"
+            )
+        lines.append(f"  wrote {self.output_dir}/ ({', '.join(name for name in self.files if '/' not in name)})")
+        return lines
+
+
+# --- Motif databases -----------------------------------------------------------------------------------------------
+
+
+def motif_database(path: str | Path | None = None) -> MotifDatabase:
+    """The motifs of a MEME file, or (None) JASPAR's latest CORE vertebrates non-redundant collection."""
+    if path is None:
+        return jaspar_database()
+    path = Path(path)
+    return MotifDatabase(read_meme(path), path, description=f"MEME file {path.name}")
+
+
+def cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/expression_perceiver` (`~/.cache/...` when unset or relative, as the XDG spec says)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
+    return root / "expression_perceiver"
+
+
+def jaspar_database() -> MotifDatabase:
+    """JASPAR CORE vertebrates, latest version of each matrix, from `pyjaspar`'s SQLite file (offline), converted to
+    MEME once and read from the cache afterwards."""
+    from pyjaspar import JASPAR_LATEST_RELEASE
+
+    release = JASPAR_LATEST_RELEASE
+    path = cache_dir() / f"{release}_CORE_vertebrates_non-redundant.meme"
+    if not path.is_file():
+        write_meme(path, jaspar_motifs(release), url=f"{JASPAR_URL}/matrix/{{id}}/")
+    description = f"{release} CORE vertebrates non-redundant (latest version of each matrix; pyjaspar "
+    description += f"{package_version('pyjaspar')})"
+    return MotifDatabase(read_meme(path), path, release=release, licence=JASPAR_LICENCE, description=description)
+
+
+def jaspar_motifs(release: str) -> list[Motif]:
+    from pyjaspar import jaspardb
+
+    database = jaspardb(release=release)
+    try:
+        records = database.fetch_motifs(collection="CORE", tax_group=["vertebrates"], all_versions=False)
+    finally:
+        database.conn.close()
+    motifs = []
+    for record in records:
+        counts = np.array([record.counts[letter] for letter in LETTERS], dtype=np.float64)
+        motifs.append(Motif(record.matrix_id, record.name, counts / counts.sum(0), int(round(counts[:, 0].sum()))))
+    return motifs
+
+
+def write_meme(path: Path, motifs: list[Motif], url: str | None = None) -> None:
+    """A MEME (version 4) DNA motif file, written atomically; `url` a template with `{id}`."""
+    lines = ["MEME version 4", "", f"ALPHABET= {LETTERS}", "", "strands: + -", ""]
+    lines += ["Background letter frequencies", "A 0.25 C 0.25 G 0.25 T 0.25", ""]
+    for motif in motifs:
+        lines.append(f"MOTIF {motif.label}")
+        width = motif.pwm.shape[1]
+        lines.append(f"letter-probability matrix: alength= 4 w= {width} nsites= {max(motif.sites, 1)} E= 0")
+        lines += [" ".join(f"{value:.6f}" for value in column) for column in motif.pwm.T]
+        if url:
+            lines.append(f"URL {url.format(id=motif.id)}")
+        lines.append("")
+    with AtomicFile(path) as target:
+        target.handle.write("\n".join(lines) + "\n")
+        target.commit()
+
+
+MATRIX_HEADER = re.compile(r"letter-probability matrix:(.*)")
+MATRIX_FIELD = re.compile(r"(\w+)\s*=\s*(\S+)")
+
+
+def read_meme(path: Path) -> list[Motif]:
+    """The DNA motifs of a MEME motif file. Anything else (not text, no `MEME version` line first, another
+    alphabet, malformed matrices) is a one-line `DataError` naming the file and, where it helps, the line."""
+    lines = meme_lines(path)
+    motifs: list[Motif] = []
+    name: tuple[str, str] | None = None
+    index = 0
+    while index < len(lines):
+        line = lines[index].strip()
+        if line.startswith("ALPHABET="):
+            check_alphabet(path, index, line.removeprefix("ALPHABET=").strip())
+        elif line.startswith("MOTIF"):
+            name = motif_name(path, index, line)
+        elif MATRIX_HEADER.match(line):
+            if name is None:
+                raise DataError(f"{path}: line {index + 1}: a letter-probability matrix before any MOTIF line")
+            pwm, index = read_matrix(path, lines, index)
+            motifs.append(Motif(name[0], name[1], pwm, matrix_sites(line)))
+            name = None
+            continue
+        index += 1
+    if not motifs:
+        raise DataError(f"{path}: not a MEME motif file (no MOTIF with a letter-probability matrix)")
+    return motifs
+
+
+def meme_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such motif file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a MEME motif file (not UTF-8 text)") from None
+    first = next((line.strip() for line in lines if line.strip()), "")
+    if not first.startswith("MEME version"):
+        raise DataError(f"{path}: not a MEME motif file (it starts with {first[:40]!r}, not 'MEME version')")
+    return lines
+
+
+def check_alphabet(path: Path, index: int, letters: str) -> None:
+    if letters.upper() != LETTERS:
+        raise DataError(f"{path}: line {index + 1}: alphabet {letters!r}; only DNA motifs (ACGT) can be matched")
+
+
+def motif_name(path: Path, index: int, line: str) -> tuple[str, str]:
+    fields = line.split()
+    if len(fields) < 2:
+        raise DataError(f"{path}: line {index + 1}: a MOTIF line without an identifier")
+    return fields[1], " ".join(fields[2:])
+
+
+def matrix_sites(header: str) -> int:
+    fields = dict(MATRIX_FIELD.findall(header))
+    try:
+        return int(float(fields.get("nsites", 0)))
+    except ValueError:
+        return 0
+
+
+def read_matrix(path: Path, lines: list[str], index: int) -> tuple[np.ndarray, int]:
+    """The (4, width) matrix whose header is at `index`, columns scaled to sum to 1, and the index after it."""
+    fields = dict(MATRIX_FIELD.findall(lines[index]))
+    if fields.get("alength", "4") != "4":
+        raise DataError(f"{path}: line {index + 1}: alength= {fields['alength']}; only DNA motifs (4 letters)")
+    width = int(fields["w"]) if fields.get("w", "").isdigit() else None
+    rows: list[list[float]] = []
+    index += 1
+    while index < len(lines) and (width is None or len(rows) < width):
+        text = lines[index].split()
+        if not text:
+            if rows and width is None:
+                break
+            index += 1
+            continue
+        try:
+            values = [float(value) for value in text]
+        except ValueError:
+            if width is None and rows:
+                break
+            found = lines[index].strip()
+            raise DataError(f"{path}: line {index + 1}: expected 4 probabilities, found {found!r}") from None
+        if len(values) != 4 or min(values) < 0 or sum(values) <= 0:
+            raise DataError(f"{path}: line {index + 1}: expected 4 non-negative probabilities, found {text}")
+        rows.append(values)
+        index += 1
+    if not rows or (width is not None and len(rows) < width):
+        raise DataError(f"{path}: line {index}: a letter-probability matrix with {len(rows)} rows, expected {width}")
+    matrix = np.asarray(rows, dtype=np.float64)
+    return (matrix / matrix.sum(1, keepdims=True)).T, index
+
+
+# --- Motif discovery -----------------------------------------------------------------------------------------------
+
+
+def discover_motifs(
+    file: AttributionFile,
+    output_dir: str | Path,
+    motif_db: MotifDatabase | str | Path | None = None,
+    max_seqlets: int = 2000,
+    window: tuple[int, int] | None = None,
+    top_matches: int = 3,
+    seed: int = 0,
+    max_sequences: int | None = None,
+    overwrite: bool = False,
+    **modisco_options: Any,
+) -> MotifReport:
+    """TF-MoDISco-lite on the file's one-hot sequences and hypothetical contributions (DNA only), each pattern matched
+    against `motif_db` (a `MotifDatabase`, a MEME file, or None: JASPAR CORE vertebrates) and placed along the
+    window; the report folder `output_dir` appears whole or not at all.
+
+    `window` (first, last + 1), in the file's positions (relative to the TSS when its origin is `tss`), limits the
+    positions read; `max_seqlets` caps each sign's seqlets (MoDISco's `max_seqlets_per_metacluster`);
+    `max_sequences` draws that many sequences at random (`seed`; MoDISco itself is deterministic);
+    `modisco_options` go to `modiscolite.tfmodisco.TFMoDISco` (e.g. `sliding_window_size`, `n_leiden_runs`)."""
+    from ..data.dataset_dict import atomic_output_dir
+
+    check_dna(file)
+    database = motif_db if isinstance(motif_db, MotifDatabase) else motif_database(motif_db)
+    columns = window_columns(file, window)
+    options = {"max_seqlets_per_metacluster": max_seqlets, **modisco_options}
+    check_width(file, columns, options)
+    rows = chosen_sequences(len(file), max_sequences, seed)
+    one_hot, hypothetical = modisco_inputs(file, rows, columns)
+    started = time.perf_counter()
+    positive, negative = run_modisco(one_hot, hypothetical, options)
+    seconds = time.perf_counter() - started
+    positions = np.asarray(file.positions(), dtype=np.float64)[columns]
+    patterns = summarise_patterns(positive, negative, positions)
+    match_patterns(patterns, database, top_matches)
+    report = MotifReport(
+        output_dir=Path(output_dir),
+        patterns=patterns,
+        source=str(file.path),
+        database=database.statement(),
+        seqlets={sign: sum(p.seqlets for p in patterns if p.sign == sign) for sign in ("positive", "negative")},
+        sequences=len(rows),
+        window=(int(positions[0]), int(positions[-1])),
+        seconds=seconds,
+        settings={
+            **{key: jsonable(value) for key, value in options.items()},
+            "top_matches": top_matches,
+            **({"max_sequences": max_sequences, "seed": seed} if max_sequences is not None else {}),
+        },
+    )
+    with atomic_output_dir(output_dir, overwrite=overwrite) as folder:
+        save_modisco(folder / "modisco_results.h5", positive, negative, options.get("sliding_window_size", 21))
+        report.files = write_report(folder, report, file, database)
+    return report
+
+
+def check_dna(file: AttributionFile) -> None:
+    if not is_dna(file.letters) or len(set(file.letters)) != len(file.letters):
+        letters = file.letters
+        raise DataError(f"{file.path}: MoDISco needs 4-letter DNA attributions (A, C, G, T), not letters {letters!r}")
+    for member in ("one_hot", "hypothetical"):
+        if not file.has(member):
+            raise DataError(f"{file.path}: holds no {member!r}, which MoDISco reads (method {file.method})")
+
+
+def window_columns(file: AttributionFile, window: tuple[int, int] | None) -> slice:
+    """The columns of the positions in [first, last) (all columns without a window)."""
+    positions = np.asarray(file.positions())
+    if window is None:
+        return slice(0, len(positions))
+    inside = np.flatnonzero((positions >= window[0]) & (positions < window[1]))
+    if len(inside) == 0:
+        span = f"{positions.min()}..{positions.max()}"
+        raise DataError(f"{file.path}: no position in the window [{window[0]}, {window[1]}) (positions {span})")
+    return slice(int(inside[0]), int(inside[-1]) + 1)
+
+
+def chosen_sequences(count: int, limit: int | None, seed: int) -> np.ndarray:
+    if limit is None or limit >= count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
+
+
+def modisco_inputs(file: AttributionFile, rows: np.ndarray, columns: slice) -> tuple[np.ndarray, np.ndarray]:
+    """(sequences, positions, 4) float32 one-hot and hypothetical contributions, letters in ACGT order; sequences
+    shorter than the window are padded with zeros (no letter, no contribution)."""
+    letters = [file.letters.upper().index(letter) for letter in LETTERS]
+    width = columns.stop - columns.start
+    arrays = []
+    for member in ("one_hot", "hypothetical"):
+        values = np.zeros((len(rows), width, 4), dtype=np.float32)
+        if file.uniform:
+            stored = file.array(member)
+            for first in range(0, len(rows), 1024):  # bounded reads of the memory map
+                chosen = rows[first : first + 1024]
+                values[first : first + len(chosen)] = stored[chosen, columns][:, :, letters]
+        else:
+            wanted = set(rows.tolist())
+            target = 0
+            for index, sequence in enumerate(file.sequences(member)):
+                if index in wanted:
+                    part = np.asarray(sequence[columns])[:, letters]
+                    values[target, : len(part)] = part
+                    target += 1
+        arrays.append(values)
+    return arrays[0], arrays[1]
+
+
+def check_width(file: AttributionFile, columns: slice, options: dict[str, Any]) -> None:
+    seqlet = options.get("sliding_window_size", 21) + 2 * options.get("flank_size", 10)
+    if columns.stop - columns.start <= seqlet:
+        width = columns.stop - columns.start
+        raise DataError(f"{file.path}: MoDISco needs windows longer than its seqlets ({seqlet} positions), not {width}")
+
+
+def run_modisco(one_hot: np.ndarray, hypothetical: np.ndarray, options: dict[str, Any]) -> tuple[list, list]:
+    from modiscolite.tfmodisco import TFMoDISco
+
+    positive, negative = TFMoDISco(one_hot=one_hot, hypothetical_contribs=hypothetical, **options)
+    return list(positive or []), list(negative or [])
+
+
+def trim_bounds(cwm: np.ndarray, threshold: float = TRIM_THRESHOLD) -> tuple[int, int]:
+    """[start, stop) of the positions between the first and last whose summed |contribution| reaches `threshold`
+    of the largest (modiscolite's report's trimming)."""
+    score = np.abs(cwm).sum(1)
+    passing = np.flatnonzero(score >= score.max() * threshold)
+    return int(passing[0]), int(passing[-1]) + 1
+
+
+def summarise_patterns(positive: list, negative: list, positions: np.ndarray) -> list[PatternSummary]:
+    summaries = []
+    for prefix, sign, patterns in (("pos", "positive", positive), ("neg", "negative", negative)):
+        for index, pattern in enumerate(patterns):
+            summaries.append(summarise_pattern(f"{prefix}_{index}", sign, pattern, positions))
+    return summaries
+
+
+def summarise_pattern(name: str, sign: str, pattern, positions: np.ndarray) -> PatternSummary:
+    cwm = np.asarray(pattern.contrib_scores, dtype=np.float64)
+    ppm = np.asarray(pattern.sequence, dtype=np.float64)
+    start, stop = trim_bounds(cwm)
+    logo = cwm[max(start - LOGO_FLANK, 0) : stop + LOGO_FLANK]
+    centres = seqlet_centres(pattern.seqlets, start, stop, len(positions))
+    reverse = np.array([bool(seqlet.is_revcomp) for seqlet in pattern.seqlets])
+    return PatternSummary(
+        name=name,
+        sign=sign,
+        seqlets=len(pattern.seqlets),
+        cwm=cwm[start:stop],
+        ppm=ppm[start:stop],
+        logo_cwm=logo,
+        positions=np.interp(centres, np.arange(len(positions)), positions),
+        reverse_share=float(reverse.mean()) if len(reverse) else float("nan"),
+    )
+
+
+def seqlet_centres(seqlets: list, start: int, stop: int, width: int) -> np.ndarray:
+    """Each seqlet's trimmed core's centre, in window columns (a reverse-strand seqlet's core is mirrored)."""
+    begin = np.array([seqlet.start for seqlet in seqlets], dtype=np.float64)
+    end = np.array([seqlet.end for seqlet in seqlets], dtype=np.float64)
+    reverse = np.array([bool(seqlet.is_revcomp) for seqlet in seqlets])
+    core_middle = (start + stop - 1) / 2
+    centres = np.where(reverse, end - 1 - core_middle, begin + core_middle)
+    return np.clip(centres, 0, width - 1)
+
+
+def match_patterns(patterns: list[PatternSummary], database: MotifDatabase, top: int) -> None:
+    """Each pattern's `top` best TOMTOM matches (smallest p) with Benjamini-Hochberg q-values over the database."""
+    if not patterns or top <= 0 or len(database) == 0:
+        return
+    from memelite import tomtom
+
+    queries = [np.asfortranarray(pattern.ppm.T) for pattern in patterns]
+    targets = [motif.pwm for motif in database]
+    p_values, _scores, offsets, _overlaps, strands = tomtom(queries, targets)
+    for pattern, p_row, offset_row, strand_row in zip(patterns, p_values, offsets, strands, strict=True):
+        q_row = benjamini_hochberg(p_row)
+        for target in np.argsort(p_row, kind="stable")[:top]:
+            motif = database.motifs[int(target)]
+            strand = "-" if strand_row[target] else "+"
+            match = MotifMatch(motif.id, motif.name, float(p_row[target]), float(q_row[target]), strand,
+                               int(offset_row[target]))  # fmt: skip
+            pattern.matches.append(match)
+
+
+def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
+    """q-values: each p-value's Benjamini-Hochberg adjusted value (the smallest FDR at which it is significant)."""
+    p_values = np.asarray(p_values, dtype=np.float64)
+    order = np.argsort(p_values)
+    ranked = p_values[order] * len(p_values) / np.arange(1, len(p_values) + 1)
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
+    q_values = np.empty_like(adjusted)
+    q_values[order] = np.minimum(adjusted, 1.0)
+    return q_values
+
+
+def save_modisco(path: Path, positive: list, negative: list, window_size: int) -> None:
+    """The patterns in modiscolite's HDF5 layout (`modiscolite.io.save_hdf5`'s, with the file closed)."""
+    import h5py
+    from modiscolite.io import save_pattern
+
+    with h5py.File(path, "w") as results:
+        results.attrs["window_size"] = window_size
+        for group, patterns in (("pos_patterns", positive), ("neg_patterns", negative)):
+            if patterns:
+                folder = results.create_group(group)
+                for index, pattern in enumerate(patterns):
+                    save_pattern(pattern, folder.create_group(f"pattern_{index}"))
+
+
+# --- Report --------------------------------------------------------------------------------------------------------
+
+
+def write_report(folder: Path, report: MotifReport, file: AttributionFile, database: MotifDatabase) -> list[str]:
+    """Every file of the report folder; returns their names."""
+    files = ["modisco_results.h5"]
+    write_patterns_tsv(folder / "motifs.tsv", report.patterns, report_top(report))
+    write_meme(folder / "patterns.meme", [pattern_motif(pattern) for pattern in report.patterns])
+    files += ["motifs.tsv", "patterns.meme"]
+    motifs_by_id = {motif.id: motif for motif in database}
+    for pattern in report.patterns:
+        best = motifs_by_id.get(pattern.matches[0].id) if pattern.matches else None
+        plot_logo(folder / "logos" / f"{pattern.name}.png", pattern, best)
+        plot_positions(folder / "positions" / f"{pattern.name}.png", pattern, file.origin, report.window)
+        files += [f"logos/{pattern.name}.png", f"positions/{pattern.name}.png"]
+    markdown, page = report_documents(report, file, database)
+    write_text(folder / "report.md", markdown)
+    write_text(folder / "report.html", page)
+    return files + ["report.md", "report.html"]
+
+
+def report_top(report: MotifReport) -> int:
+    return int(report.settings.get("top_matches", 3))
+
+
+def pattern_motif(pattern: PatternSummary) -> Motif:
+    return Motif(pattern.name, f"{pattern.sign}_{pattern.consensus}", pattern.ppm.T, pattern.seqlets)
+
+
+def write_text(path: Path, text: str) -> None:
+    with AtomicFile(path) as target:
+        target.handle.write(text)
+        target.commit()
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    if value is None or not np.isfinite(value):
+        return "NA"
+    return f"{value:.{digits}g}"
+
+
+def write_patterns_tsv(path: Path, patterns: list[PatternSummary], top: int) -> None:
+    header = ["pattern", "sign", "seqlets", "width", "consensus"]
+    for rank in range(1, top + 1):
+        header += [f"match{rank}", f"match{rank}_name", f"match{rank}_p", f"match{rank}_q", f"match{rank}_strand"]
+    header += ["position_q1", "position_median", "position_q3", "reverse_strand_share"]
+    lines = ["\t".join(header)]
+    for pattern in patterns:
+        row = [pattern.name, pattern.sign, str(pattern.seqlets), str(len(pattern.ppm)), pattern.consensus]
+        for rank in range(top):
+            if rank < len(pattern.matches):
+                match = pattern.matches[rank]
+                row += [match.id, match.name, number(match.p_value, 6), number(match.q_value, 6), match.strand]
+            else:
+                row += ["NA"] * 5
+        row += [number(value, 6) for value in pattern.position_quartiles()]
+        row.append(number(pattern.reverse_share, 6))
+        lines.append("\t".join(row))
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def information_logo(pwm: np.ndarray) -> np.ndarray:
+    """(width, 4) letter heights: probability x information content (bits, uniform background)."""
+    probabilities = pwm.T
+    entropy = -(probabilities * np.log2(np.clip(probabilities, 1e-9, 1))).sum(1, keepdims=True)
+    return probabilities * (2 - entropy)
+
+
+def plot_logo(path: Path, pattern: PatternSummary, best: Motif | None) -> None:
+    """The pattern's contribution logo and, beside it, its best match's information logo on the matching strand."""
+    import logomaker
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    panels = 2 if best is not None else 1
+    figure, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 2.2), layout="constrained", squeeze=False)
+    draw_logo(logomaker, pd, axes[0, 0], pattern.logo_cwm, f"{pattern.name} ({pattern.seqlets} seqlets)")
+    axes[0, 0].set_ylabel("contribution")
+    if best is not None:
+        match = pattern.matches[0]
+        pwm = best.pwm[::-1, ::-1] if match.strand == "-" else best.pwm
+        strand = ", reverse complement" if match.strand == "-" else ""
+        draw_logo(logomaker, pd, axes[0, 1], information_logo(pwm), f"{best.label}{strand} (q {number(match.q_value)})")
+        axes[0, 1].set_ylabel("bits")
+    save_figure(figure, path)
+
+
+def draw_logo(logomaker, pd, axis, matrix: np.ndarray, title: str) -> None:
+    frame = pd.DataFrame(np.asarray(matrix, dtype=np.float64), columns=list(LETTERS))
+    logo = logomaker.Logo(frame, ax=axis)
+    logo.style_spines(visible=False)
+    axis.set_xticks([])
+    axis.set_title(title, fontsize=8)
+
+
+def plot_positions(path: Path, pattern: PatternSummary, origin: str, window: tuple[int, int]) -> None:
+    """A histogram of the seqlets' centres along the window, the TSS marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 2.2), layout="constrained")
+    bins = np.linspace(window[0], window[1] + 1, min(HISTOGRAM_BINS, window[1] - window[0] + 1) + 1)
+    axis.hist(pattern.positions, bins=bins, color="#1f4e79" if pattern.sign == "positive" else "#8c2d04")
+    if origin == "tss" and window[0] <= 0 <= window[1]:
+        axis.axvline(0, color="black", linewidth=0.8, linestyle="--")
+    axis.set_xlim(window[0], window[1] + 1)
+    axis.set_xlabel("seqlet centre, position relative to the TSS" if origin == "tss" else "seqlet centre, position")
+    axis.set_ylabel("seqlets")
+    low, median, high = pattern.position_quartiles()
+    axis.set_title(f"{pattern.name}: median {number(median)}, quartiles {number(low)}..{number(high)}", fontsize=8)
+    save_figure(figure, path)
+
+
+def save_figure(figure, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with AtomicFile(path, "wb") as target:
+        target.handle.write(buffer.getvalue())
+        target.commit()
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def method_lines(report: MotifReport, file: AttributionFile) -> list[str]:
+    """The input and the method, as sentences shared by both report formats."""
+    where = "relative to the TSS" if file.origin == "tss" else "from the sequence start"
+    settings = ", ".join(f"{key}={value}" for key, value in report.settings.items())
+    return [
+        f"Input: {file.path} (attribution method {file.method}; {report.sequences:,} sequences, positions "
+        f"{report.window[0]}..{report.window[1]} {where}).",
+        f"Method: TF-MoDISco-lite {package_version('modisco-lite')} (`TFMoDISco` on the one-hot sequences and "
+        f"hypothetical contributions; {settings}), {report.seconds:.1f} s; seqlets in patterns: "
+        f"{report.seqlets['positive']:,} positive, {report.seqlets['negative']:,} negative.",
+        f"Matches: TOMTOM (memelite {package_version('memelite')}) of each pattern's letter frequencies, trimmed to "
+        f"the positions whose summed |contribution| reaches {TRIM_THRESHOLD:.0%} of the largest (modiscolite's "
+        "report's trimming); q-values: Benjamini-Hochberg over all of the database's motifs, per pattern.",
+        "Positions: each seqlet's trimmed core's centre. Reverse: the share of seqlets on the reverse strand.",
+    ]
+
+
+def pattern_rows(report: MotifReport) -> list[list[str]]:
+    rows = []
+    for pattern in report.patterns:
+        low, median, high = pattern.position_quartiles()
+        best = pattern.matches[0] if pattern.matches else None
+        match = f"{best.id} {best.name} ({best.strand})" if best else "none"
+        others = ", ".join(f"{m.id} {m.name}" for m in pattern.matches[1:]) or "-"
+        rows.append([
+            pattern.name, pattern.sign, str(pattern.seqlets), pattern.consensus, match,
+            number(best.p_value) if best else "NA", number(best.q_value) if best else "NA", others,
+            f"{number(median)} ({number(low)}..{number(high)})", number(pattern.reverse_share, 2),
+        ])  # fmt: skip
+    return rows
+
+
+REPORT_COLUMNS = ["pattern", "sign", "seqlets", "consensus", "best match", "p", "q", "next matches",
+                  "median position (quartiles)", "reverse"]  # fmt: skip
+
+
+def report_documents(report: MotifReport, file: AttributionFile, database: MotifDatabase) -> tuple[str, str]:
+    """`report.md` and `report.html`: the same one page, images linked."""
+    title = f"Motifs in {Path(report.source).name}"
+    lines = method_lines(report, file) + [f"Database: {database.statement()}."]
+    rows = pattern_rows(report)
+    markdown = [f"# {title}", "", *[f"{line}  " for line in lines], ""]
+    markdown += ["| " + " | ".join(REPORT_COLUMNS) + " |", "|" + "---|" * len(REPORT_COLUMNS)]
+    markdown += ["| " + " | ".join(row) + " |" for row in rows]
+    if not rows:
+        markdown.append("\nMoDISco found no pattern.")
+    page = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"]
+    page += [f"<h1>{html.escape(title)}</h1>", *[f"<p>{html.escape(line)}</p>" for line in lines]]
+    page += ["<table border='1' cellspacing='0' cellpadding='3'><tr>"]
+    page += ["".join(f"<th>{html.escape(column)}</th>" for column in REPORT_COLUMNS) + "</tr>"]
+    page += ["<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows]
+    page.append("</table>" + ("" if rows else "<p>MoDISco found no pattern.</p>"))
+    for pattern in report.patterns:
+        logo, positions = f"logos/{pattern.name}.png", f"positions/{pattern.name}.png"
+        images = f"![{pattern.name} logo]({logo}) ![{pattern.name} positions]({positions})"
+        markdown += ["", f"## {pattern.name}", "", images]
+        page += [f"<h2>{pattern.name}</h2>", f"<img src='{logo}' height='200'> <img src='{positions}' height='200'>"]
+    page.append("</body></html>")
+    return "\n".join(markdown) + "\n", "\n".join(page) + "\n"
+
+
+def jsonable(value: Any) -> Any:
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+
+
+# --- Annotation ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MotifHit:
+    """A motif match in a sequence: 0-based [start, end), strand and FIMO's log-odds score and p-value."""
+
+    motif_id: str
+    motif_name: str
+    start: int
+    end: int
+    strand: str
+    score: float
+    p_value: float
+
+
+def annotate_sequence(
+    sequence: str, database: MotifDatabase | str | Path | None = None, threshold_p: float = 1e-4
+) -> list[MotifHit]:
+    """The database's motif matches in `sequence` with p-value below `threshold_p` (FIMO, both strands; letters
+    other than ACGT match nothing), ordered by start and p-value."""
+    from memelite import fimo
+
+    database = database if isinstance(database, MotifDatabase) else motif_database(database)
+    if not sequence or len(database) == 0:
+        return []
+    codes = np.frombuffer(sequence.upper().encode("ascii", "replace"), dtype=np.uint8)
+    one_hot = (codes[None, :] == np.frombuffer(LETTERS.encode(), dtype=np.uint8)[:, None]).astype(np.int8)
+    # Keyed by index: labels need not be unique in a MEME file.
+    tables = fimo({str(index): motif.pwm for index, motif in enumerate(database)}, one_hot[None], threshold=threshold_p)
+    hits = []
+    for table in tables:
+        columns = [table[name].to_numpy() for name in ("motif_name", "start", "end", "strand", "score", "p-value")]
+        for key, start, end, strand, score, p_value in zip(*columns, strict=True):
+            motif = database.motifs[int(key)]
+            hits.append(MotifHit(motif.id, motif.name, int(start), int(end), str(strand), float(score), float(p_value)))
+    return sorted(hits, key=lambda hit: (hit.start, hit.p_value, hit.motif_id))
+
+
+__all__ = [
+    "Motif",
+    "MotifDatabase",
+    "MotifHit",
+    "MotifMatch",
+    "MotifReport",
+    "PatternSummary",
+    "annotate_sequence",
+    "discover_motifs",
+    "motif_database",
+]
