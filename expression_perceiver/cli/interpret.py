@@ -167,17 +167,34 @@ def run_profile(args: argparse.Namespace) -> int:
     for path in (tsv, png):
         if path.exists() and not args.overwrite:
             raise FileExistsError(f"{path} already exists (pass --overwrite to replace it)")
-    from ..interpretation.profiles import summarise_regions
+    from ..inference.attribution_files import AttributionFile
+    from ..interpretation.profiles import (
+        letter_contributions,
+        relative_halves,
+        summarise_regions,
+        write_letter_table,
+    )
 
     table, png = write_profile_files(args.attributions, tsv, args.track, args.anchor, args.bootstrap, args.seed)
     regions = summarise_regions(table)
     print(f"wrote {tsv} and {png}")
-    print(
-        "  "
-        + ", ".join(
-            f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}" for key, value in regions.items()
-        )
-    )
+    shares = ", ".join(f"{name} {regions[name]:.3f}" for name in ("first", "middle", "last"))
+    print(f"  share of mean |attribution| by half of the window: {shares}; peak at {regions['peak_position']}")
+    opened = AttributionFile.open(args.attributions)
+    if table.track == "attributions":
+        letters = tsv.with_name(tsv.stem + ".letters.tsv")
+        contributions = letter_contributions(opened)
+        write_letter_table(contributions, letters)
+        top = ", ".join(f"{row[0]} {row[2]:+.3g}" for row in contributions.rows()[:3])
+        bottom = ", ".join(f"{row[0]} {row[2]:+.3g}" for row in contributions.rows()[-3:])
+        print(f"wrote {letters}: highest mean contribution {top}; lowest {bottom}")
+        if not opened.uniform:  # sequences of several lengths: halves of each one's own length
+            halves = relative_halves(opened, args.bootstrap, args.seed)
+            own = ", ".join(
+                f"{name} {halves[name]['mean']:.3f} [{halves[name]['low']:.3f}, {halves[name]['high']:.3f}]"
+                for name in ("first", "middle", "last")
+            )
+            print(f"  share of each sequence's |attribution| by half of its own length (95% interval): {own}")
     return 0
 
 

@@ -112,6 +112,8 @@ class AttributionWriter:
         uniform = len(set(self.lengths)) <= 1
         length = int(lengths[0]) if len(lengths) else 0
         members: dict[str, Path] = {}
+        if "positions" in self.constants:  # one per index of the longest sequence written
+            self.constants["positions"] = self.constants["positions"][: int(lengths.max(initial=0))]
         try:
             for name, stream in self.streams.items():
                 row_shape = stream.row_shape or ()

@@ -425,3 +425,66 @@ def plot_regions(axis, x: np.ndarray) -> None:
 
 
 __all__ = ["ProfileTable", "positional_profile", "summarise_regions", "write_profile"]
+
+
+@dataclass
+class LetterContributions:
+    """Per letter: positions holding it, the mean signed and mean |contribution| of those positions, over every
+    sequence of a file (which residues or bases carry the signal, and in which direction)."""
+
+    letters: str
+    count: np.ndarray
+    mean_signed: np.ndarray
+    mean_abs: np.ndarray
+
+    def rows(self) -> list[list]:
+        order = np.argsort(-self.mean_signed)
+        return [
+            [self.letters[i], int(self.count[i]), float(self.mean_signed[i]), float(self.mean_abs[i])] for i in order
+        ]
+
+
+def letter_contributions(file: AttributionFile) -> LetterContributions:
+    """Each letter's mean contribution where it stands (the attribution of the letter present)."""
+    letters = file.letters
+    count, signed, absolute = np.zeros(len(letters)), np.zeros(len(letters)), np.zeros(len(letters))
+    for one_hot, attributions in zip(file.sequences("one_hot"), file.sequences("attributions"), strict=True):
+        present = np.asarray(one_hot, dtype=np.float64)
+        contribution = np.asarray(attributions, dtype=np.float64).sum(-1, keepdims=True) * present
+        count += present.sum(0)
+        signed += contribution.sum(0)
+        absolute += np.abs(contribution).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return LetterContributions(letters, count, signed / count, absolute / count)
+
+
+def relative_halves(file: AttributionFile, bootstrap: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Each sequence's share of its own |contribution| in its first, middle and last half (halves of each sequence's
+    own length, as the masking study removes them from each protein), averaged over sequences with bootstrap 95%
+    intervals: the length-independent answer to "N- or C-terminus", which a profile over absolute positions mixes
+    with protein length."""
+    shares = []
+    for attributions in file.sequences("attributions"):
+        values = np.abs(np.asarray(attributions, dtype=np.float64).sum(-1))
+        total = values.sum()
+        if len(values) < 2 or total <= 0:
+            continue
+        bounds = region_bounds(len(values))
+        shares.append([values[start:stop].sum() / total for start, stop in bounds.values()])
+    shares_array = np.asarray(shares)
+    weights = bootstrap_weights(len(shares_array), bootstrap, seed)
+    replicates = weights @ shares_array / len(shares_array) if bootstrap else np.zeros((0, 3))
+    summary = {}
+    for index, name in enumerate(region_bounds(2)):
+        low, high = np.percentile(replicates[:, index], [2.5, 97.5]) if bootstrap else (np.nan, np.nan)
+        summary[name] = {"mean": float(shares_array[:, index].mean()), "low": float(low), "high": float(high)}
+    summary["sequences"] = {"n": len(shares_array)}
+    return summary
+
+
+def write_letter_table(contributions: LetterContributions, path: str | Path) -> None:
+    with AtomicFile(path) as target:
+        target.handle.write("letter\tpositions\tmean_signed\tmean_abs\n")
+        for letter, count, signed, absolute in contributions.rows():
+            target.handle.write(f"{letter}\t{count}\t{signed:.6g}\t{absolute:.6g}\n")
+        target.commit()
