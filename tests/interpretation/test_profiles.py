@@ -6,7 +6,7 @@ import pytest
 from expression_perceiver.data.errors import DataError
 from expression_perceiver.inference.attribution_files import AttributionFile, AttributionWriter
 from expression_perceiver.interpretation import positional_profile, summarise_regions, write_profile
-from expression_perceiver.interpretation.profiles import region_positions
+from expression_perceiver.interpretation.profiles import letter_contributions, region_positions, relative_halves
 from tests.interpretation.planted import TATA, Plant, planted_set, write_planted, write_ragged
 
 LENGTH, TSS, TATA_START = 100, 60, 30  # the TATA box at positions -30..-23
@@ -132,3 +132,31 @@ def test_write_profile_writes_the_table_figure_and_sidecar(planted, tmp_path):
     sidecar = json.loads((tmp_path / "profile.tsv.json").read_text())
     assert sidecar["bootstrap"] == 100 and sidecar["regions"]["peak_position"] in range(-30, -22)
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_letter_contributions_are_the_mean_contribution_where_each_letter_stands(planted):
+    data, file = planted
+    found = letter_contributions(file)
+    contributions = data.attributions.astype(np.float64).sum(-1)
+    for index in range(4):
+        where = data.one_hot[..., index] == 1
+        assert found.count[index] == where.sum()
+        assert found.mean_signed[index] == pytest.approx(contributions[where].mean(), rel=1e-9)
+        assert found.mean_abs[index] == pytest.approx(np.abs(contributions[where]).mean(), rel=1e-9)
+    # The planted TATAAAAG adds positive contributions on A and T only.
+    signed = dict(zip("ACGT", found.mean_signed, strict=True))
+    assert min(signed["A"], signed["T"]) > max(signed["C"], signed["G"])
+
+
+def test_relative_halves_use_each_sequences_own_length(tmp_path):
+    rng = np.random.default_rng(0)
+    # Signal only in the last quarter of each sequence, whatever its length.
+    contributions = []
+    for length in rng.integers(20, 200, size=60):
+        values = np.zeros(length)
+        values[-(length // 4) :] = rng.uniform(0.5, 1.5, length // 4)
+        contributions.append(values)
+    halves = relative_halves(write_ragged(tmp_path / "ragged.npz", contributions), bootstrap=200)
+    assert halves["last"]["mean"] == pytest.approx(1.0) and halves["first"]["mean"] == pytest.approx(0.0)
+    assert halves["middle"]["low"] <= halves["middle"]["mean"] <= halves["middle"]["high"]
+    assert halves["sequences"]["n"] == 60
