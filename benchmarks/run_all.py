@@ -12,8 +12,9 @@
 4. End-to-end training steps (datasets on disk, DataLoader, masking collator) against the bare model.
 5. Efficiency of the cross-attention kernel against this machine's measured matmul peaks.
 6. End-to-end `predict` (FASTA in, TSV out) against the bare model's forward pass.
+7. `attribute` (gradient x input, integrated gradients, DeepLIFT/SHAP) against the forward+backward passes each needs.
 Then the default DNAPerceiver (conv branch included), against --revision when given. The collator's own benchmark
-(`bench_collator.py`) runs last.
+(`bench_collator.py`) runs last, after motif discovery on 10,000 sequences of 1,000 positions (`bench_motifs.py`).
 
 Timing is interleaved (contenders in turn, medians of the rounds), so a change of load hits all alike. Threads
 matter on a small shared machine: OpenMP threads that spin at each barrier are the fastest on an idle machine, but
@@ -46,6 +47,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="3 repetitions, a 5-epoch training comparison")
     parser.add_argument("--revision", default=None, help="git revision whose model the default model is timed against")
     parser.add_argument("--skip-collator", action="store_true", help="do not run bench_collator.py")
+    parser.add_argument("--skip-motifs", action="store_true", help="do not run bench_motifs.py (about 7 minutes)")
     return parser.parse_args()
 
 
@@ -179,6 +181,23 @@ def efficiency_section(repeats: int) -> list[list[str]]:
     ]
 
 
+def attribution_section(repeats: int) -> list[list[str]]:
+    import bench_attribution
+
+    num, length, batch = 8, 2_000, 8
+    results = bench_attribution.attribution_comparison(num, length, batch, steps=16, references=4, repeats=repeats)
+    bench_attribution.print_attribution(results, num, length)
+    return [
+        [
+            f"7. attribute {name} / bare passes",
+            f"{r['ratio']:.0%}",
+            ">= 80%",
+            verdict(r["ratio"], bench_attribution.TARGET),
+        ]
+        for name, r in results.items()
+    ]
+
+
 def full_model_section(revision: str | None, repeats: int) -> None:
     import bench_model
 
@@ -203,9 +222,13 @@ def main() -> None:
     summary += training_step_section(repeats)
     summary += efficiency_section(repeats)
     summary += predict_section(3)
+    summary += attribution_section(3)
     full_model_section(args.revision, 3)
     print("\n### Summary\n")
     print(markdown_table(["comparison", "measured", "target", "verdict"], summary))
+    if not args.skip_motifs:
+        print("\n### Motif discovery (bench_motifs.py)\n", flush=True)
+        subprocess.run([sys.executable, str(BENCHMARKS / "bench_motifs.py")], check=True)
     if not args.skip_collator:
         print("\n### Masking collator (bench_collator.py)\n", flush=True)
         command = [sys.executable, str(BENCHMARKS / "bench_collator.py"), "--repeats", str(repeats)]
