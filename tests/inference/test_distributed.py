@@ -1,5 +1,6 @@
-"""`accelerate launch` of `predict`, `variant-effect`, `embed` and `mutagenesis` on 2 CPU processes (gloo): each
-process runs a share of the input and rank 0 writes one output, in input order, identical to the single-process one."""
+"""`accelerate launch` of `predict`, `variant-effect`, `embed`, `mutagenesis` and `attribute` on 2 CPU processes
+(gloo): each process runs a share of the input and rank 0 writes one output, in input order, identical to the
+single-process one."""
 
 import json
 import os
@@ -66,6 +67,8 @@ def test_two_processes_write_the_single_process_outputs(tmp_path, models):
              "-o", str(tmp_path / f"embeddings_{suffix}.npy")],
             ["mutagenesis", "--gene", "gB", *genome, "--scan", "-12", "12", *ensemble, "--no-plot",
              "--tsv", str(tmp_path / f"scan_{suffix}.tsv"), "-o", str(tmp_path / f"scan_{suffix}.npz")],
+            ["attribute", str(fasta), *ensemble, "--method", "integrated_gradients", "--steps", "4",
+             "--num-references", "2", "-o", str(tmp_path / f"attributions_{suffix}.npz")],
         ]  # fmt: skip
 
     for arguments in commands("one"):
@@ -91,6 +94,11 @@ def test_two_processes_write_the_single_process_outputs(tmp_path, models):
         stem, suffix = name.split(".", 1)
         one, two = tmp_path / f"{stem}_one.{suffix}", tmp_path / f"{stem}_two.{suffix}"
         assert one.read_bytes() == two.read_bytes(), name
+    one, two = np.load(tmp_path / "attributions_one.npz"), np.load(tmp_path / "attributions_two.npz")
+    assert sorted(one.files) == sorted(two.files)
+    for name in one.files:  # the arrays, not the zip's bytes (which hold the members' times)
+        assert np.array_equal(one[name], two[name]), name
+    assert json.loads((tmp_path / "attributions_two.npz.json").read_text())["processes"] == 2
     embedded = json.loads((tmp_path / "embeddings_two.npy.json").read_text())
     assert embedded["processes"] == 2 and embedded["rows"] == NUM_RECORDS
     scanned = json.loads((tmp_path / "scan_two.npz.json").read_text())
