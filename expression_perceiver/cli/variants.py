@@ -43,7 +43,12 @@ Scan a gene's model window (--gene with --genome and --bed or --tss-table; by de
 TSS, --scan -1000 1000), a genome region (--region chr1:1000-2000[:-] with --genome) or a sequence (--sequence, or
 --fasta with --record); a region past its chromosome's end is refused. Writes a .npz (arrays; `positions` 0-based) or
 .tsv (position 1-based, tss_offset, ref, alt, alt_pred, delta) with <output>.json, and a heatmap PNG with the TSS, the
-strand and the importance track (mean |delta| per position)."""
+strand and the importance track (mean |delta| per position).
+
+--motifs marks known motifs on the heatmap (DNA models): the matches (FIMO, both strands, p < --motif-p-value) of JASPAR
+CORE vertebrates (the flag alone; shipped with pyjaspar, read offline) or of a MEME file's motifs that overlap the
+scanned positions are drawn as labelled bars on a track above the heatmap and listed in <output>.json (motif_hits),
+with the mean |delta| inside and outside them."""
 
 
 def _add_window_arguments(group) -> None:
@@ -118,6 +123,16 @@ def add_mutagenesis_parser(subparsers) -> argparse.ArgumentParser:
         help="offsets from the TSS to scan, END excluded (default: -1000 1000), or indices when there is no TSS "
         "(default: the whole sequence)",
     )  # fmt: skip
+    motifs = parser.add_argument_group("known motifs on the heatmap")
+    motifs.add_argument(
+        "--motifs", nargs="?", const="jaspar", metavar="MEME",
+        help="mark motif matches on the heatmap and list them in <output>.json: the flag alone (or `jaspar`) for "
+        "JASPAR CORE vertebrates, or a MEME motif file (DNA models only)",
+    )  # fmt: skip
+    motifs.add_argument(
+        "--motif-p-value", type=float, default=1e-5, metavar="P",
+        help="FIMO p-value threshold of a motif match (default: 1e-5)",
+    )  # fmt: skip
     group = parser.add_argument_group("per-gene features and proteins")
     add_feature_arguments(group)
     add_protein_arguments(group)
@@ -150,6 +165,9 @@ def run_variant_effect(args: argparse.Namespace) -> int:
 
 
 def run_mutagenesis(args: argparse.Namespace) -> int:
+    motifs = args.motifs
+    if motifs is not None and motifs != "jaspar" and not Path(motifs).exists():  # before the heavy imports
+        raise FileNotFoundError(f"{Path(motifs).name or motifs}: file not found ({motifs})")
     from ..inference.mutagenesis import mutagenesis, summary_lines
 
     plot = None if args.no_plot else (args.plot or args.output.with_suffix(".png"))
@@ -169,6 +187,8 @@ def run_mutagenesis(args: argparse.Namespace) -> int:
         output=args.output,
         tsv=args.tsv,
         plot=plot,
+        motifs=motifs,
+        motif_p_value=args.motif_p_value,
         **run_options(args),
     )
     if "files" in result.record and not args.quiet:  # rank 0 of a multi-process run writes and reports

@@ -23,6 +23,12 @@ Coordinates: the TSV's `position` is 1-based (the first base of the scanned sequ
 0-based indices of the same sequence (`positions_base` 0 says so; TSV position = positions + 1); `genome_position(s)`
 are 1-based on the + strand in both (`genome_positions_base` 1); `tss_offset(s)` count from the TSS (0) on the
 gene's strand. The sidecar's `coordinates` says the same.
+
+Motifs (`motifs`, DNA models only): the scanned sequence is searched with a motif database's motifs (FIMO, both
+strands; a MEME file, or JASPAR CORE vertebrates), and the matches overlapping the scanned positions are kept
+(`MutagenesisResult.motif_hits`), listed in the sidecar (`motif_hits`, with `motifs`: the database, its licence, the
+threshold and the mean |delta| inside and outside the matches) and drawn on the heatmap as labelled bars on a track
+above it.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,7 @@ import numpy as np
 from ..data.atomic import AtomicFile
 from ..data.errors import DataError, ReadReport, file_label
 from ..data.genome import Genome, select_genome_windows
+from ..data.motifs import MotifDatabase, MotifHit, annotate_sequence, motif_database, package_version
 from ..data.tables import read_fasta
 from ..data.xpresso import XPRESSO_BEST_WINDOW
 from .inputs import Example, InputPreparer, ModelInputs
@@ -56,6 +63,9 @@ COORDINATES = {
     "tss_offset": "offset from the TSS (0) on the gene's strand, negative upstream",
 }
 DEFAULT_SCAN = (-1_000, 1_000)
+DEFAULT_MOTIF_P_VALUE = 1e-5
+MOTIF_LABELS = 20  # the heatmap labels this many motif matches, the most significant
+MOTIF_ROWS = 10  # at most this many rows of stacked motif bars on the heatmap's track
 REGION = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>[\d,]+)-(?P<end>[\d,]+)(?::(?P<strand>[+-]))?$")
 
 
@@ -96,6 +106,9 @@ class MutagenesisResult:
     units: str
     sequences_scored: int
     record: dict[str, Any] = field(default_factory=dict, repr=False)
+    motif_hits: list[MotifHit] = field(default_factory=list)  # matches overlapping the scanned positions
+    motif_source: str | None = None  # the motif database searched (None: motifs were not asked for)
+    motif_p_value: float | None = None
 
     @property
     def ref_letters(self) -> list[str]:
@@ -160,6 +173,13 @@ class MutagenesisResult:
                         fields.append(float(std[row, column, output]))
                 rows.append(fields)
         return columns, rows
+
+    def motif_mask(self) -> np.ndarray:
+        """(positions,): True where a scanned position lies inside a motif match."""
+        inside = np.zeros(len(self.positions), dtype=bool)
+        for hit in self.motif_hits:
+            inside |= (self.positions >= hit.start) & (self.positions < hit.end)
+        return inside
 
     def to_frame(self):
         import pandas
@@ -301,6 +321,8 @@ def mutagenesis(
     dtype: str | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    motifs: str | os.PathLike | bool | MotifDatabase | None = None,
+    motif_p_value: float = DEFAULT_MOTIF_P_VALUE,
 ) -> MutagenesisResult:
     """Saturation mutagenesis of one gene's window, a genome region or a sequence (see the module docstring).
 
@@ -318,6 +340,10 @@ def mutagenesis(
             plot: a heatmap PNG (positions x letters, TSS and strand marked, with the importance track: mean |delta|
             per position). None of them: the result is returned.
         batch_size, device, dtype, overwrite, progress: as for `predict`.
+        motifs: annotate the scan with known motifs' matches (DNA models): True or "jaspar" for JASPAR CORE
+            vertebrates (`pyjaspar`, offline), a MEME file's path, or a `MotifDatabase`; the matches with FIMO p-value
+            below `motif_p_value` that overlap the scanned positions are kept in `motif_hits`, listed in the record
+            and drawn on the heatmap.
 
     Returns:
         a `MutagenesisResult` (with files written, its `record` is the sidecar's content).
@@ -333,13 +359,20 @@ def mutagenesis(
     with InferenceRun("mutagenesis", files, batch_size=batch_size, overwrite=overwrite, progress=progress) as run:
         if scan is not None and (len(scan) != 2 or scan[0] >= scan[1]):
             raise ValueError(f"scan {tuple(scan)}: give a start before the end")
+        database = load_motifs(motifs, motif_p_value)
         target, report = resolve_target(
             sequence=sequence, fasta=fasta, record=record, gene=gene, region=region, genome=genome, bed=bed,
             tss_table=tss_table, window=window, tss_index=tss_index,
         )  # fmt: skip
         predictor = run.load(Predictor, models, device, dtype)
         letters = fit_target(target, predictor.model_inputs)
+        if database is not None and predictor.model_inputs.alphabet != "dna":
+            raise ValueError(
+                f"motifs are DNA motifs, and this {predictor.model_type} model reads proteins: give no motifs"
+            )
         positions, scan_description = scan_positions(target, scan)
+        hits = motif_hits(target.sequence, positions, database, motif_p_value) if database is not None else []
+        threshold = motif_p_value if database is not None else None
         given = run.gene_inputs(features, proteins)
         preparer = InputPreparer(predictor.model_inputs, "start", fill_missing_features, target.source)
         reference = preparer(
@@ -353,8 +386,9 @@ def mutagenesis(
             chunks, rows, columns, (len(positions), len(letters), len(predictor.members), predictor.num_outputs)
         )
         result = MutagenesisResult(
-            target, letters, positions, ref_pred, alt_pred, predictor.output_names, predictor.units, scored
-        )
+            target, letters, positions, ref_pred, alt_pred, predictor.output_names, predictor.units, scored,
+            motif_hits=hits, motif_source=motif_name(database), motif_p_value=threshold,
+        )  # fmt: skip
         result.record = run.record(
             {
                 "target": {
@@ -376,6 +410,7 @@ def mutagenesis(
                 "reference_prediction": ref_pred.mean(axis=0).tolist(),
                 "coordinates": COORDINATES,
                 "read_report": report_lines(report) if report is not None else [],
+                **(motif_fields(result, database) if database is not None else {}),
             },
             run_fields={"batch_size": batch_size},
             after={"wall_time_s": run.wall_time_s()},
@@ -383,6 +418,96 @@ def mutagenesis(
         if run.writes:  # rank 0 of a launched run, or the only process
             write_files(run, result, output, tsv, plot)
     return result
+
+
+def load_motifs(motifs: str | os.PathLike | bool | MotifDatabase | None, p_value: float) -> MotifDatabase | None:
+    """The motif database asked for (None: none): JASPAR CORE vertebrates for True or "jaspar", else a MEME file."""
+    if motifs is None or motifs is False:
+        return None
+    if not 0 < p_value <= 1:
+        raise ValueError(f"motif p-value {p_value:g}: give a threshold in (0, 1]")
+    if isinstance(motifs, MotifDatabase):
+        return motifs
+    if motifs is True or (isinstance(motifs, str) and motifs.lower() == "jaspar"):
+        return motif_database(None)
+    return motif_database(motifs)
+
+
+def motif_name(database: MotifDatabase | None) -> str | None:
+    """A short name of the database for the heatmap: its description up to any parenthesis (`JASPAR2024 CORE
+    vertebrates non-redundant`, `MEME file motifs.meme`), else its file's name."""
+    if database is None:
+        return None
+    return database.description.split(" (")[0].strip() or database.path.name
+
+
+def motif_hits(sequence: str, positions: np.ndarray, database: MotifDatabase, p_value: float) -> list[MotifHit]:
+    """The database's matches (FIMO p-value below `p_value`, both strands) overlapping the scanned positions, in
+    0-based indices of `sequence`. Only the scanned range and a motif's width either side of it are searched
+    (FIMO's p-values do not depend on the rest of the sequence)."""
+    first, last = int(positions[0]), int(positions[-1]) + 1
+    reach = max((motif.pwm.shape[1] for motif in database), default=1) - 1
+    begin, end = max(first - reach, 0), min(last + reach, len(sequence))
+    hits = annotate_sequence(sequence[begin:end], database, threshold_p=p_value)
+    moved = [replace(hit, start=hit.start + begin, end=hit.end + begin) for hit in hits]
+    return [hit for hit in moved if hit.end > first and hit.start < last]
+
+
+def labelled_hits(hits: list[MotifHit], limit: int = MOTIF_LABELS) -> set[int]:
+    """The indices of the `limit` most significant hits (smallest p-value, then highest score): those the heatmap
+    labels."""
+    order = sorted(range(len(hits)), key=lambda index: (hits[index].p_value, -hits[index].score, index))
+    return set(order[:limit])
+
+
+def motif_fields(result: MutagenesisResult, database: MotifDatabase) -> dict[str, Any]:
+    """The record's `motifs` (the database, the threshold, how many matches, the mean |delta| inside and outside
+    them) and `motif_hits` (each match: 0-based [start, end) in the sequence, offsets from the TSS when known)."""
+    hits, tss = result.motif_hits, result.target.tss_index
+    labelled = labelled_hits(hits)
+    inside = result.motif_mask()
+    magnitude = np.abs(result.delta)  # (positions, letters, outputs)
+    summary: dict[str, Any] = {
+        "database": database.description or database.path.name,
+        "path": str(database.path),
+        "release": database.release,
+        "licence": database.licence,
+        "motifs_searched": len(database),
+        "method": f"FIMO (memelite {package_version('memelite')}), both strands, uniform background; the matches "
+        "overlapping the scanned positions; strand relative to the scanned sequence (the gene's strand for a gene)",
+        "p_value_threshold": result.motif_p_value,
+        "coordinates": "start, end: 0-based indices of the scanned sequence, end excluded (the npz's positions); "
+        "tss_offset_start, tss_offset_end: the same as offsets from the TSS (null when it is unknown)",
+        "hits": len(hits),
+        "hits_labelled": len(labelled),
+        "positions_inside_hits": int(inside.sum()),
+        "mean_abs_delta_inside_hits": mean_magnitude(magnitude[inside]),
+        "mean_abs_delta_outside_hits": mean_magnitude(magnitude[~inside]),
+    }
+    if len(labelled) < len(hits):
+        summary["labels"] = (
+            f"the heatmap labels the {len(labelled)} most significant of {len(hits)} matches (smallest p-value); "
+            "the others are drawn unlabelled (`labelled` false)"
+        )
+    listed = []
+    for index, hit in enumerate(hits):
+        listed.append({
+            "name": hit.motif_name, "id": hit.motif_id, "start": hit.start, "end": hit.end,
+            "tss_offset_start": hit.start - tss if tss is not None else None,
+            "tss_offset_end": hit.end - tss if tss is not None else None,
+            "strand": hit.strand, "score": hit.score, "p_value": hit.p_value, "labelled": index in labelled,
+        })  # fmt: skip
+    return {"motifs": summary, "motif_hits": listed}
+
+
+def mean_magnitude(values: np.ndarray) -> list[float | None]:
+    """Per output, the mean of (substitutions, letters, outputs) |delta| values over the substitutions made (None
+    when none were)."""
+    means = []
+    for output in range(values.shape[-1]):
+        made = values[..., output][~np.isnan(values[..., output])]
+        means.append(float(made.mean()) if made.size else None)
+    return means
 
 
 def fit_target(target: ScanTarget, model_inputs: ModelInputs) -> str:
@@ -510,7 +635,8 @@ def write_tsv(result: MutagenesisResult, path: Path) -> None:
 
 def plot_mutagenesis(result: MutagenesisResult, path: Path, output: int = 0) -> None:
     """A heatmap of the deltas (letters x positions, one output), the reference letters blank, with the importance
-    track above it; the TSS and the gene's strand marked when known."""
+    track above it; the TSS and the gene's strand marked when known; with motifs, their matches as bars (labelled
+    with the motif's name and strand, overlapping ones stacked) on a track between the two."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -524,11 +650,17 @@ def plot_mutagenesis(result: MutagenesisResult, path: Path, output: int = 0) -> 
     limit = limit or 1.0
     width = min(max(8.0, len(x) / 120), 24.0)
     height = 2.0 + 0.28 * len(result.letters)
-    figure, (top, bottom) = plt.subplots(
-        2, 1, figsize=(width, height), sharex=True, layout="constrained",
-        gridspec_kw={"height_ratios": [1, max(1.5, len(result.letters) / 4)]},
-    )  # fmt: skip
     extent = (x[0] - 0.5, x[-1] + 0.5)
+    ratios = [1, max(1.5, len(result.letters) / 4)]
+    track = motif_track(result, extent, width) if result.motif_source is not None else None
+    if track is not None:  # rows of 0.2 inch, between the importance track and the heatmap
+        height += 0.2 * track.rows + 0.25
+        ratios.insert(1, (0.2 * track.rows + 0.1) / 0.8)
+    figure, axes = plt.subplots(
+        len(ratios), 1, figsize=(width, height), sharex=True, layout="constrained",
+        gridspec_kw={"height_ratios": ratios},
+    )  # fmt: skip
+    top, bottom = axes[0], axes[-1]
     top.fill_between(x, np.nan_to_num(importance), step="mid", color="#444444", linewidth=0)
     top.set_ylabel("mean |delta|")
     top.set_xlim(*extent)
@@ -540,13 +672,15 @@ def plot_mutagenesis(result: MutagenesisResult, path: Path, output: int = 0) -> 
     bottom.set_yticks(range(len(result.letters)), list(result.letters), fontsize=7 if len(result.letters) > 4 else 9)
     bottom.set_ylabel("mutant")
     units = "z-score" if result.units == "z-score" else "label units"
-    colorbar = figure.colorbar(image, ax=[top, bottom], fraction=0.025, pad=0.01)
+    colorbar = figure.colorbar(image, ax=list(axes), fraction=0.025, pad=0.01)
+    if track is not None:
+        track.draw(axes[1], result)
     top.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
     colorbar.set_label(f"delta {result.output_names[output]} ({units})")
     target = result.target
     if offsets is not None:
         bottom.set_xlabel("position relative to the TSS (gene's strand)")
-        for axis in (top, bottom):
+        for axis in axes:
             axis.axvline(0, color="black", linewidth=0.8, linestyle="--")
         strand = target.strand or "+"
         top.annotate(
@@ -564,6 +698,91 @@ def plot_mutagenesis(result: MutagenesisResult, path: Path, output: int = 0) -> 
     plt.close(figure)
 
 
+MOTIF_COLOURS = {"+": "#1f4e79", "-": "#b35806"}
+MOTIF_FONT = 6  # points
+
+
+def motif_label(hit: MotifHit) -> str:
+    return f"{hit.motif_name or hit.motif_id} ({hit.strand})"
+
+
+@dataclass
+class MotifTrack:
+    """Where the motif matches go on the heatmap's track: each one's bar (in the heatmap's x coordinates), its row
+    (0 next to the heatmap), and the x of its label when it is labelled."""
+
+    spans: list[tuple[float, float]]
+    rows_of: list[int]
+    label_x: dict[int, float]
+    rows: int
+
+    def draw(self, axis, result: MutagenesisResult) -> None:
+        from matplotlib.patches import Rectangle
+
+        hits = result.motif_hits
+        for index, hit in enumerate(hits):
+            (low, high), row = self.spans[index], self.rows_of[index]
+            colour = MOTIF_COLOURS.get(hit.strand, "#444444")
+            labelled = index in self.label_x
+            bar = Rectangle((low, row + 0.1), high - low, 0.3, facecolor=colour, edgecolor="none")
+            bar.set_alpha(1.0 if labelled else 0.4)
+            axis.add_patch(bar)
+            if labelled:
+                axis.text(self.label_x[index], row + 0.45, motif_label(hit), ha="center", va="bottom",
+                          fontsize=MOTIF_FONT, color=colour, clip_on=True)  # fmt: skip
+        if not hits:
+            axis.text(0.5, 0.5, f"no motif match at p < {result.motif_p_value:g}", transform=axis.transAxes,
+                      ha="center", va="center", fontsize=7, color="#666666", backgroundcolor="white")  # fmt: skip
+        axis.set_ylim(0, self.rows)
+        axis.set_yticks([])
+        axis.set_ylabel("motifs", fontsize=8, rotation=0, ha="right", va="center")
+        for side in ("top", "right", "left"):
+            axis.spines[side].set_visible(False)
+        unlabelled = len(hits) - len(self.label_x)
+        note = f"{result.motif_source}: {len(hits)} matches at p < {result.motif_p_value:g}"
+        note += f", the {len(self.label_x)} most significant labelled" if unlabelled else ""
+        axis.set_title(note + "; + strand blue, - strand orange", fontsize=7, loc="right", pad=2)
+
+
+def motif_track(result: MutagenesisResult, extent: tuple[float, float], width: float) -> MotifTrack:
+    """Bars for the matches, aligned with the heatmap's positions (x: offsets from the TSS, else 1-based positions),
+    stacked greedily on rows so that neither bars nor labels overlap: the labelled matches (the most significant)
+    first, then the others; past `MOTIF_ROWS` rows a match goes on the least crowded row."""
+    hits, tss = result.motif_hits, result.target.tss_index
+
+    def x_of(index: int) -> float:
+        return index - tss if tss is not None else index + 1
+
+    spans = [(max(x_of(hit.start) - 0.5, extent[0]), min(x_of(hit.end - 1) + 0.5, extent[1])) for hit in hits]
+    labelled = labelled_hits(hits)
+    letter = 0.62 * MOTIF_FONT / 72 * (extent[1] - extent[0]) / (0.85 * width)  # a label letter, in positions
+    label_x: dict[int, float] = {}
+    rows_of = [0] * len(hits)
+    occupied: list[list[tuple[float, float]]] = []
+    by_start = sorted(range(len(hits)), key=lambda index: spans[index])
+    for index in [i for i in by_start if i in labelled] + [i for i in by_start if i not in labelled]:
+        low, high = spans[index]
+        if index in labelled:
+            half = len(motif_label(hits[index])) * letter / 2
+            centre = min(max((low + high) / 2, extent[0] + half), extent[1] - half)
+            label_x[index] = centre
+            low, high = min(low, centre - half), max(high, centre + half)
+        low, high = low - letter / 2, high + letter / 2
+
+        def overlaps(row: int, low: float = low, high: float = high) -> int:
+            return sum(not (high <= start or low >= end) for start, end in occupied[row])
+
+        row = next((row for row in range(len(occupied)) if not overlaps(row)), None)
+        if row is None and len(occupied) < MOTIF_ROWS:
+            occupied.append([])
+            row = len(occupied) - 1
+        elif row is None:
+            row = min(range(len(occupied)), key=overlaps)
+        occupied[row].append((low, high))
+        rows_of[index] = row
+    return MotifTrack(spans, rows_of, label_x, max(len(occupied), 1))
+
+
 def summary_lines(result: MutagenesisResult, output: Path | None) -> list[str]:
     record = result.record
     lines = [
@@ -574,6 +793,13 @@ def summary_lines(result: MutagenesisResult, output: Path | None) -> list[str]:
         lines.append(f"  {record['positions_skipped']:,} positions not mutated (letter not in {result.letters})")
     for line in record.get("read_report", []):
         lines.append(f"  {line}")
+    if "motifs" in record:
+        motifs = record["motifs"]
+        inside, outside = motifs["mean_abs_delta_inside_hits"][0], motifs["mean_abs_delta_outside_hits"][0]
+        line = f"  {motifs['hits']:,} motif matches at p < {motifs['p_value_threshold']:g} ({result.motif_source})"
+        if inside is not None and outside is not None:
+            line += f"; mean |delta| inside them {inside:.4g}, outside {outside:.4g}"
+        lines.append(line)
     for name in record.get("files", []):
         lines.append(f"  wrote {name}")
     if output is not None:

@@ -13,20 +13,12 @@ discover_motifs(file, "motifs/")  # motifs.tsv, logos, report.md, modisco_result
 ```
 
 Motif discovery and annotation need `modisco-lite`, `memelite`, `pyjaspar` and `logomaker`; they are imported when
-used, so profiles work without them.
+used, so profiles work without them. Motif databases and `annotate_sequence` live in `expression_perceiver.data.motifs`
+and are re-exported here.
 """
 
-from .motifs import (
-    Motif,
-    MotifDatabase,
-    MotifHit,
-    MotifMatch,
-    MotifReport,
-    PatternSummary,
-    annotate_sequence,
-    discover_motifs,
-    motif_database,
-)
+from ..data.motifs import Motif, MotifDatabase, MotifHit, annotate_sequence, motif_database
+from .motifs import MotifMatch, MotifReport, PatternSummary, discover_motifs
 from .profiles import ProfileTable, positional_profile, summarise_regions, write_profile
 
 __all__ = [

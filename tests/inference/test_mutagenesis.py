@@ -1,5 +1,6 @@
 """Saturation mutagenesis: exactly one forward pass per sequence (the reference and 3 mutants per base, 19 per residue),
-deltas against the model called directly on hand-mutated sequences, the files (npz, TSV, PNG) and the command."""
+deltas against the model called directly on hand-mutated sequences, the files (npz, TSV, PNG) and the command; known
+motifs' matches on the heatmap and in the record."""
 
 import json
 
@@ -7,8 +8,17 @@ import numpy as np
 import pytest
 
 from expression_perceiver import Predictor, mutagenesis
-from expression_perceiver.cli import main
+from expression_perceiver.cli import build_parser, main
 from expression_perceiver.data import DataError
+from expression_perceiver.data.motifs import MotifDatabase, MotifHit
+from expression_perceiver.inference.mutagenesis import (
+    MOTIF_LABELS,
+    MutagenesisResult,
+    ScanTarget,
+    motif_fields,
+    motif_track,
+    plot_mutagenesis,
+)
 from tests.inference.helpers import direct_predictions, random_protein, read_tsv, save_dna_model
 from tests.inference.variant_helpers import CROP, hand_window, revcomp, tss, write_genome_and_bed
 
@@ -191,3 +201,111 @@ def test_the_tsv_position_is_1_based_and_the_npz_positions_0_based_and_both_say_
     arrays = np.load(tmp_path / "r.npz")
     assert arrays["genome_positions"].tolist() == [1151, 1152] and int(arrays["genome_positions_base"]) == 1
     assert region.target.genome_positions()[0] == 1151
+
+
+# Two 12-base motifs: a perfect match has p-value 4^-12 (6e-8), well under the default threshold of 1e-5.
+MOTIFS = {"TEST1.1 ALPHA": "TATAAAAGCCTG", "TEST2.1 BETA": "GGGGCGGGGCAA"}
+
+
+def write_meme(path, motifs=MOTIFS):
+    """A MEME file of consensus motifs: each consensus letter 0.97, the others 0.01."""
+    lines = ["MEME version 4", "", "ALPHABET= ACGT", "", "strands: + -", ""]
+    for label, consensus in motifs.items():
+        lines += [f"MOTIF {label}", f"letter-probability matrix: alength= 4 w= {len(consensus)} nsites= 20 E= 0"]
+        lines += [" ".join("0.97" if letter == other else "0.01" for other in "ACGT") for letter in consensus]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def planted_sequence() -> str:
+    """120 random bases: ALPHA's reverse complement at 60..72, BETA at 30..42 and at 85..97."""
+    letters = list(np.random.default_rng(8).choice(list("ACGT"), size=120))
+    letters[60:72] = revcomp(MOTIFS["TEST1.1 ALPHA"])
+    letters[30:42] = MOTIFS["TEST2.1 BETA"]
+    letters[85:97] = MOTIFS["TEST2.1 BETA"]
+    return "".join(letters)
+
+
+def test_motif_matches_overlapping_the_scan_are_kept_listed_and_drawn(files, tmp_path):
+    """The TSS at index 50, the scan -10..30 (indices 40..80): ALPHA's minus-strand site lies inside, BETA's first
+    site straddles the scan's start, its second lies past the scan's end."""
+    meme = write_meme(tmp_path / "motifs.meme")
+    output, plot = tmp_path / "scan.npz", tmp_path / "scan.png"
+    result = mutagenesis(
+        files["models"][0], sequence=planted_sequence(), tss_index=50, scan=(-10, 30), motifs=meme, output=output,
+        plot=plot, device="cpu",
+    )  # fmt: skip
+    found = [(hit.motif_id, hit.motif_name, hit.start, hit.end, hit.strand) for hit in result.motif_hits]
+    assert found == [("TEST2.1", "BETA", 30, 42, "+"), ("TEST1.1", "ALPHA", 60, 72, "-")]
+    assert all(hit.p_value < 1e-5 and hit.score > 0 for hit in result.motif_hits)
+    assert plot.read_bytes()[:8] == PNG_MAGIC
+
+    record = json.loads((tmp_path / "scan.npz.json").read_text())
+    assert record["motif_hits"] == result.record["motif_hits"]
+    beta, alpha = record["motif_hits"]
+    assert alpha["name"] == "ALPHA" and alpha["id"] == "TEST1.1" and alpha["strand"] == "-"
+    assert (alpha["start"], alpha["end"], alpha["tss_offset_start"], alpha["tss_offset_end"]) == (60, 72, 10, 22)
+    assert (beta["start"], beta["tss_offset_start"]) == (30, -20) and alpha["labelled"] and beta["labelled"]
+    assert alpha["p_value"] == pytest.approx(result.motif_hits[1].p_value)
+    motifs = record["motifs"]
+    assert motifs["database"] == "MEME file motifs.meme" and motifs["path"] == str(meme)
+    assert motifs["licence"] is None and motifs["motifs_searched"] == 2 and motifs["p_value_threshold"] == 1e-5
+    assert motifs["hits"] == motifs["hits_labelled"] == 2 and "labels" not in motifs
+    # Inside the matches: indices 40, 41 (BETA's part in the scan) and 60..71 (ALPHA).
+    inside = np.isin(result.positions, [40, 41, *range(60, 72)])
+    assert motifs["positions_inside_hits"] == 14
+    magnitude = np.abs(result.delta[:, :, 0])
+    assert motifs["mean_abs_delta_inside_hits"][0] == pytest.approx(np.nanmean(magnitude[inside]))
+    assert motifs["mean_abs_delta_outside_hits"][0] == pytest.approx(np.nanmean(magnitude[~inside]))
+
+
+def test_overlapping_matches_are_stacked_and_only_the_most_significant_labelled(tmp_path):
+    """The heatmap's motif track without FIMO: matches made by hand on a scan without a model."""
+    positions = np.arange(0, 200)
+    deltas = np.random.default_rng(1).normal(size=(200, 4, 1, 1))
+    target = ScanTarget("seq", "A" * 200, "a sequence given", tss_index=100)
+    hits = [MotifHit(f"M{i}", f"F{i}", 10 * i, 10 * i + 12, "+-"[i % 2], 10.0, 10.0 ** -(6 + i % 7)) for i in range(19)]
+    hits += [MotifHit("O1", "OVER", 12, 20, "+", 9.0, 1e-9), MotifHit("O2", "OVER", 14, 22, "-", 9.0, 2e-9)]
+    hits += [MotifHit("E", "EDGE", 195, 207, "+", 9.0, 3e-9)]  # runs past the scan's end
+    result = MutagenesisResult(
+        target, "ACGT", positions, np.zeros((1, 1)), deltas, ["y"], "z-score", 801, motif_hits=hits,
+        motif_source="test.meme", motif_p_value=1e-5,
+    )  # fmt: skip
+    track = motif_track(result, (-100.5, 99.5), 8.0)
+    assert len(track.label_x) == MOTIF_LABELS < len(hits)
+    labelled = {hits[index].motif_id for index in track.label_x}
+    assert {"O1", "O2", "E"} <= labelled  # the smallest p-values
+    rows = dict(zip((hit.motif_id for hit in hits), track.rows_of, strict=True))
+    assert len({rows["M1"], rows["O1"], rows["O2"]}) == 3 and track.rows >= 3  # three overlapping matches
+    assert track.spans[hits.index(hits[-1])] == (94.5, 99.5)  # x: offsets from the TSS, clipped to the heatmap
+    fields = motif_fields(result, MotifDatabase([], tmp_path / "test.meme", description="MEME file test.meme"))
+    assert fields["motifs"]["hits_labelled"] == MOTIF_LABELS
+    assert "the 20 most significant of 22" in fields["motifs"]["labels"]
+    assert sum(hit["labelled"] for hit in fields["motif_hits"]) == MOTIF_LABELS
+    plot_mutagenesis(result, tmp_path / "track.png")
+    assert (tmp_path / "track.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_motifs_are_refused_for_a_protein_model_and_a_file_that_is_not_meme(models, files, tmp_path, capsys):
+    meme = write_meme(tmp_path / "motifs.meme")
+    protein = random_protein(np.random.default_rng(5), 60)
+    with pytest.raises(ValueError, match="motifs are DNA motifs") as raised:
+        mutagenesis(models["protein"], sequence=protein, motifs=meme, output=tmp_path / "p.npz", device="cpu")
+    assert "\n" not in str(raised.value) and not (tmp_path / "p.npz").exists()
+
+    table = tmp_path / "motifs.tsv"
+    table.write_text("gene\tvalue\nTP53\t1.0\n")
+    output = tmp_path / "scan.npz"
+    arguments = ["mutagenesis", "--sequence", planted_sequence(), "-m", str(files["models"][0]), "-o", str(output)]
+    assert main([*arguments, "--motifs", str(table)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{table}: not a MEME motif file" in error
+    assert main([*arguments, "--motifs", str(tmp_path / "missing.meme")]) == 2
+    assert "missing.meme: file not found" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["motifs.meme", "motifs.tsv"]  # nothing written
+
+    parse = build_parser().parse_args
+    assert parse([*arguments, "--motifs", "-m", "other"]).motifs == "jaspar"  # the flag alone: JASPAR
+    assert parse([*arguments, "--motifs", str(meme)]).motifs == str(meme)
+    assert parse(arguments).motifs is None and parse(arguments).motif_p_value == 1e-5
