@@ -37,6 +37,7 @@ import transformers
 from transformers import AutoTokenizer, PreTrainedModel
 
 from ..data.dataset_dict import DatasetMetadata
+from ..data.standardization import calibrated_scale
 from ..data_collators import MaskingCollator, MaskingSettings
 from ..data_collators.masking import arguments_as_fields
 from ..formats import PROTEIN_TOKENIZER_FOLDER
@@ -159,9 +160,12 @@ class LoadedModel:
 
     @property
     def label_scale(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(mean, std) of the training labels per output, or None when the checkpoint does not store them."""
+        """(mean, std) that take the model's outputs to the training labels' units, per output (the calibration, when
+        the checkpoint carries one, folded in), or None when the checkpoint does not store them."""
         mean, std = getattr(self.config, "label_mean", None), getattr(self.config, "label_std", None)
         if mean is None or std is None:
+            if self.calibration:
+                raise ModelLoadError(f"model {self.spec}: config has a calibration but no label_mean/label_std")
             return None
         mean, std = np.atleast_1d(np.asarray(mean, dtype=np.float64)), np.atleast_1d(np.asarray(std, dtype=np.float64))
         if mean.shape != (self.num_labels,) or std.shape != (self.num_labels,):
@@ -169,7 +173,16 @@ class LoadedModel:
                 f"model {self.spec}: config label_mean/label_std have {mean.size}/{std.size} values for "
                 f"{self.num_labels} outputs"
             )
-        return mean, std
+        calibration = self.calibration
+        if calibration and (len(calibration["slope"]), len(calibration["intercept"])) != (self.num_labels,) * 2:
+            raise ModelLoadError(f"model {self.spec}: config calibration does not have one line per output")
+        return calibrated_scale(mean, std, calibration)
+
+    @property
+    def calibration(self) -> dict | None:
+        """The line fitted on the validation split (config `calibration`), applied with the label scale; None when
+        the model carries none."""
+        return getattr(self.config, "calibration", None) or None
 
     @property
     def feature_mean(self) -> tuple[float, ...] | None:
@@ -208,8 +221,9 @@ class LoadedModel:
             "max_sequence_length": self.max_length,
             "num_features": self.num_features,
             "num_labels": self.num_labels,
-            "label_mean": scale[0].tolist() if scale else None,
-            "label_std": scale[1].tolist() if scale else None,
+            "label_mean": getattr(self.config, "label_mean", None) if scale else None,
+            "label_std": getattr(self.config, "label_std", None) if scale else None,
+            "calibration": self.calibration,
             "evaluation_masking": describe_evaluation_masking(self.collator),
         }
         if self.family.reads_protein:

@@ -198,12 +198,20 @@ class ExpressionRegressionPipeline(Pipeline):
     def postprocess(self, model_outputs, units="data"):
         logits = model_outputs["logits"].float().reshape(-1).cpu()
         config = self.model.config
+        # A calibration fitted on the validation split (config `calibration`: observed = intercept + slope x
+        # predicted, in standardised units) is applied first, as `predict` applies it.
+        calibration = getattr(config, "calibration", None)
+        if calibration:
+            slope = torch.tensor(calibration["slope"], dtype=torch.float32)
+            logits = logits * slope + torch.tensor(calibration["intercept"], dtype=torch.float32)
         mean, std = getattr(config, "label_mean", None), getattr(config, "label_std", None)
         if units == "data" and mean is not None and std is not None:
             values = logits * torch.tensor(std, dtype=torch.float32) + torch.tensor(mean, dtype=torch.float32)
         else:
             values, units = logits, "z-score"
         output = {"predictions": dict(zip(self.output_names, values.tolist(), strict=True)), "units": units}
+        if calibration:
+            output["calibrated"] = True
         if bool(model_outputs["features_filled"].reshape(-1)[0]):
             output["features_filled"] = True
         return output

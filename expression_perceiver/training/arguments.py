@@ -132,6 +132,14 @@ class ExpressionTrainingArguments(TrainingArguments):
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without a better validation metric."}
     )
+    calibrate: bool = field(
+        default=False,
+        metadata={
+            "help": "Fit observed on predicted labels (a line) on the validation split after selection and store it "
+            "in config.json (calibration): predict, the pipeline, variant effects, mutagenesis and attribute apply "
+            "it; the test metrics are those of the calibrated predictions."
+        },
+    )
     hub_request_timeout: float = field(
         default=300.0,
         metadata={"help": "Seconds a Hub request may wait for the server before it fails (a stalled server ends)."},

@@ -17,6 +17,7 @@ import transformers
 from transformers import (
     AutoModelForSequenceClassification,
     EarlyStoppingCallback,
+    EvalPrediction,
     TrainerCallback,
     TrainerState,
     set_seed,
@@ -42,6 +43,7 @@ from .checkpoints import (
     training_had_finished,
     training_seconds_until,
 )
+from .metrics import fit_calibration
 from .model_card import ModelCardFacts, render_model_card
 from .recipe_parser import COMMAND, command_line, parse_arguments, recipes_in_force
 from .recipe_parser import recipe_flags as recipe_flags  # imported from here by the study specification
@@ -304,12 +306,21 @@ def main(
 
         # Honest evaluation: the validation split selected the model; the test split is evaluated once, here.
         validation = trainer.evaluate(splits["validation"], metric_key_prefix="validation")
+        calibration = calibrate_on_validation(trainer, splits["validation"]) if training_args.calibrate else None
         test = trainer.predict(splits["test"], metric_key_prefix="test")
-        predictions = in_data_units(test.predictions, mean, std)
+        tested = calibrated(test.predictions, calibration)
+        predictions = in_data_units(tested, mean, std)
         observed = in_data_units(test.label_ids, mean, std)
+        test_metrics = strip_prefix(test.metrics, "test_")
+        if calibration is not None:  # the numbers of what the model now predicts; the raw ones beside them
+            metrics = metrics_in_original_units(mean, std, metadata.label_names)
+            calibrated_metrics = metrics(EvalPrediction(predictions=tested, label_ids=test.label_ids))
+            test_metrics = {**{k: v for k, v in test_metrics.items() if k != "loss"}, **calibrated_metrics}
         results = {
             "validation": strip_prefix(validation, "validation_"),
-            "test": strip_prefix(test.metrics, "test_"),
+            "test": test_metrics,
+            "test_uncalibrated": strip_prefix(test.metrics, "test_") if calibration is not None else None,
+            "calibration": calibration,
             "train": training_report(trainer.state, training_args, clock.seconds),
             "selection": "checkpoint selected on the validation split; test split evaluated once, after training",
             "precision": evaluation_precision_name(training_args),
@@ -350,6 +361,28 @@ def main(
         if lock is not None:
             lock.close()  # the folder is free again (a killed process frees it too)
         scratch.cleanup()
+
+
+def calibrate_on_validation(trainer: ExpressionTrainer, validation: datasets.Dataset) -> dict:
+    """The line of the validation labels on the selected model's validation predictions (standardised units),
+    stored in the model's config, which `predict`, the pipeline, variant effects, mutagenesis and attribute apply."""
+    fitted_on = trainer.predict(validation, metric_key_prefix="calibration")
+    calibration = fit_calibration(fitted_on.predictions, fitted_on.label_ids)
+    trainer.model.config.calibration = calibration
+    logger.info(
+        "calibration on the validation split: observed = %s + %s x predicted (standardised)",
+        ", ".join(f"{value:.4f}" for value in calibration["intercept"]),
+        ", ".join(f"{value:.4f}" for value in calibration["slope"]),
+    )
+    return calibration
+
+
+def calibrated(predictions: np.ndarray, calibration: dict | None) -> np.ndarray:
+    """Standardised predictions through the calibration line (unchanged without one)."""
+    if calibration is None:
+        return predictions
+    values = np.asarray(predictions, dtype=np.float64).reshape(len(predictions), -1)
+    return values * np.asarray(calibration["slope"]) + np.asarray(calibration["intercept"])
 
 
 def remove_if_nothing_written(output_dir: Path) -> None:

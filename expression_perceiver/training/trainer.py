@@ -46,6 +46,15 @@ class ExpressionTrainer(Trainer):
         self.eval_data_collator = eval_data_collator or self.data_collator
         self.model_card: str | None = None  # rendered once test results exist; saved and pushed as README.md
 
+    def _determine_best_metric(self, metrics: dict[str, float], trial) -> bool:
+        """No checkpoint is selected inside the learning-rate warm-up: an early evaluation there can score best on
+        a short run and leave a model whose predictions sit off the labels' scale (biased, too narrow). Evaluations
+        inside it are logged; selection and early stopping's patience start once it is over."""
+        warmup = self.args.get_warmup_steps(self.state.max_steps)
+        if self.state.global_step < warmup and self.state.global_step < self.state.max_steps:
+            return False
+        return super()._determine_best_metric(metrics, trial)
+
     def _issue_warnings_after_load(self, load_result) -> None:
         """Weights read back from a checkpoint (resuming, or selecting the best one) must fill the model exactly:
         `Trainer` loads them non-strictly and only logs what is missing, which would leave those weights as they

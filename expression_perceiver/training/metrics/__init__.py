@@ -2,7 +2,13 @@
 
 from pathlib import Path
 
-from .expression_metrics import METRIC_NAMES, ExpressionMetrics, calibration_line, compute_expression_metrics
+from .expression_metrics import (
+    METRIC_NAMES,
+    ExpressionMetrics,
+    calibration_line,
+    compute_expression_metrics,
+    fit_calibration,
+)
 
 # `evaluate.load(str(EXPRESSION_METRICS_SCRIPT))` works offline; a folder is only loadable through a script named
 # after it, which this one is not.
@@ -14,4 +20,5 @@ __all__ = [
     "ExpressionMetrics",
     "calibration_line",
     "compute_expression_metrics",
+    "fit_calibration",
 ]

@@ -120,6 +120,21 @@ def calibration_line(predictions: np.ndarray, references: np.ndarray) -> tuple[f
     return slope, float(references.mean() - slope * predictions.mean())
 
 
+def fit_calibration(predictions, labels) -> dict:
+    """The least-squares line of `labels` on `predictions` per output, both standardised (rows, outputs), as a
+    config's `calibration`."""
+    predictions = np.asarray(predictions, dtype=np.float64).reshape(len(predictions), -1)
+    labels = np.asarray(labels, dtype=np.float64).reshape(len(labels), -1)
+    lines = [calibration_line(predictions[:, k], labels[:, k]) for k in range(predictions.shape[1])]
+    return {
+        "slope": [slope for slope, _ in lines],
+        "intercept": [intercept for _, intercept in lines],
+        "fitted_on": "validation",
+        "n": len(predictions),
+        "units": "standardised labels: observed = intercept + slope x predicted, before label_mean / label_std",
+    }
+
+
 def compute_expression_metrics(
     predictions: np.ndarray, references: np.ndarray, output_names: list[str] | None = None
 ) -> dict[str, float]:
