@@ -195,6 +195,11 @@ def run_profile(args: argparse.Namespace) -> int:
                 for name in ("first", "middle", "last")
             )
             print(f"  share of each sequence's |attribution| by half of its own length (95% interval): {own}")
+            from ..data.atomic import write_json
+
+            halves_path = tsv.with_name(tsv.stem + ".own_halves.json")
+            write_json(halves_path, {"source": str(args.attributions), "bootstrap": args.bootstrap, **halves})
+            print(f"wrote {halves_path}")
     return 0
 
 
