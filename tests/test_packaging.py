@@ -11,7 +11,12 @@ tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Py
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # Import names that differ from the distribution's name.
-DISTRIBUTION_OF = {"Bio": "biopython", "yaml": "pyyaml", "huggingface_hub": "huggingface-hub"}
+DISTRIBUTION_OF = {
+    "Bio": "biopython",
+    "yaml": "pyyaml",
+    "huggingface_hub": "huggingface-hub",
+    "modiscolite": "modisco-lite",
+}
 
 
 def imported_top_level_modules(folder: Path) -> dict[str, Path]:

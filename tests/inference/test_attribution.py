@@ -3,9 +3,6 @@ plain formulations (mutagenesis, finite differences, completeness), and on a mod
 with a motif planted at a known place: attributions must peak there."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,13 +14,13 @@ from expression_perceiver import (
     Example,
     NucleotideTokenizer,
 )
+from expression_perceiver.cli import main
 from expression_perceiver.data.synthetic import generate_motif_promoters
 from expression_perceiver.inference import mutagenesis
 from expression_perceiver.inference.attribution import attribute
 from expression_perceiver.inference.attribution_files import AttributionFile
 from expression_perceiver.inference.predictor import Predictor
 from tests.inference.helpers import DNA_WINDOW, random_dna, random_protein
-from tests.processes import process_timeout
 from tests.small_models import SMALL_SIZES
 
 FEATURES = [0.5, -1.0, 2.0]
@@ -218,23 +215,21 @@ def test_attributions_peak_at_the_planted_motif(motif_model, method):
     assert start <= int(contribution.argmax()) < start + len(planted.motif)
 
 
-def test_command_writes_the_file_and_refuses_bad_input_in_one_line(motif_model, tmp_path):
+def test_command_writes_the_file_and_its_profile_and_refuses_bad_input_in_one_line(motif_model, tmp_path, capsys):
     folder, generated, _ = motif_model
     fasta = tmp_path / "promoters.fa"
     fasta.write_text(
         "".join(f">{i}\n{s}\n" for i, s in zip(generated.gene_id[:6], generated.sequence[:6], strict=True))
     )
     output = tmp_path / "out.npz"
-    command = [sys.executable, "-m", "expression_perceiver.cli", "attribute", str(fasta), "-m", str(folder), "-o"]
-    done = subprocess.run(
-        [*command, str(output), "--method", "gradient_x_input", "--tss-index", "50", "--quiet"],
-        capture_output=True, text=True, timeout=process_timeout(1), env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    command = ["attribute", str(fasta), "-m", str(folder), "-o"]
+    assert main([*command, str(output), "--method", "gradient_x_input", "--tss-index", "50", "--profile"]) == 0
     assert AttributionFile.open(output).origin == "tss"
-    bad = subprocess.run(
-        [*command, str(tmp_path / "other.npz"), "--target", "3", "--quiet"],
-        capture_output=True, text=True, timeout=process_timeout(1),
-    )  # fmt: skip
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--target 3" in bad.stderr
+    profile = (tmp_path / "out.profile.tsv").read_text().splitlines()
+    assert profile[0].startswith("position\tn\t") and profile[1].startswith("-50\t6\t")
+    assert (tmp_path / "out.profile.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert main([*command, str(tmp_path / "other.npz"), "--target", "3", "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert error.strip().count("\n") == 0 and "--target 3" in error
     assert not (tmp_path / "other.npz").exists()

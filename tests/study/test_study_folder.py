@@ -199,4 +199,10 @@ def test_the_shipped_study_files_are_the_studies_of_the_committed_folders(copy, 
     )
     assert bind_study_folder(load_study(shipped.relative_to(REPOSITORY), str(folder), check_data=False)) == []
     assert main(["study", "plan", str(shipped.relative_to(REPOSITORY)), "--output-dir", str(folder)]) == 0
-    assert "done" in capsys.readouterr().out.splitlines()[-1]
+    if reported(copy.parent):  # a study still running has cells left
+        assert "done" in capsys.readouterr().out.splitlines()[-1]
+
+
+def reported(folder) -> bool:
+    """Whether a committed study folder holds its report (a study in progress commits its finished cells first)."""
+    return (folder / "table1.csv").is_file()
