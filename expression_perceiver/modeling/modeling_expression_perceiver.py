@@ -848,6 +848,28 @@ class _SingleSequencePerceiverForSequenceClassification(PerceiverExpressionPreTr
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return PerceiverExpressionRegressionOutput(loss=loss, logits=logits, cross_attentions=attentions)
 
+    def score_substitutions(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        tokens: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        batch_size: int = 64,
+    ) -> torch.Tensor:
+        r"""
+        The logits (mutants, num_labels) of substitution mutants of one sequence, as this forward gives them, at the
+        cost of what each substitution changes (`substitutions_expression_perceiver.py`, which says when it applies).
+
+        input_ids (`torch.LongTensor` of shape `(length,)` or `(1, length)`): the reference sequence.
+        positions, tokens (`torch.LongTensor` of shape `(mutants, k)` or `(mutants,)`): mutant i has `tokens[i, j]`
+            at `positions[i, j]` for every j.
+        """
+        # Imported here: the file travels with the checkpoint's code, and loading a model does not need it.
+        from .substitutions_expression_perceiver import score_substitutions
+
+        return score_substitutions(self, input_ids, positions, tokens, attention_mask, features, batch_size)
+
 
 class DNAPerceiverModel(_SingleSequencePerceiverModel):
     """DNAPerceiver encoder: promoter tokens (+ optional per-gene `features`) to latents and a summary vector."""
