@@ -123,6 +123,11 @@ def add_mutagenesis_parser(subparsers) -> argparse.ArgumentParser:
         help="offsets from the TSS to scan, END excluded (default: -1000 1000), or indices when there is no TSS "
         "(default: the whole sequence)",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-incremental", action="store_true",
+        help="run every mutant through the full forward pass (by default substitutions are scored at the cost of "
+        "what each changes, the same numbers to float32 rounding, where that is exact)",
+    )  # fmt: skip
     motifs = parser.add_argument_group("known motifs on the heatmap")
     motifs.add_argument(
         "--motifs", nargs="?", const="jaspar", metavar="MEME",
@@ -189,6 +194,7 @@ def run_mutagenesis(args: argparse.Namespace) -> int:
         plot=plot,
         motifs=motifs,
         motif_p_value=args.motif_p_value,
+        incremental=not args.no_incremental,
         **run_options(args),
     )
     if "files" in result.record and not args.quiet:  # rank 0 of a multi-process run writes and reports

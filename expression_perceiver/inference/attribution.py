@@ -44,7 +44,7 @@ from .api import prepare_inputs
 from .attribution_files import AttributionFile, AttributionWriter
 from .inputs import CropRule, Example
 from .models import LoadedModel
-from .mutagenesis import LETTERS, substitution_mask
+from .mutagenesis import INCREMENTAL, LETTERS, incremental_scan, scan_path, substitution_mask
 from .predictor import Predictor
 from .task import Chunk, InferenceRun, RunSummary, report_lines
 from .windows import substitutions
@@ -283,7 +283,7 @@ class Attributor:
             predictor.precision = torch.float32  # gradients and completeness in float32
         self.functions = [OneHotRegression(member.model, settings.target) for member in predictor.members]
         self.letters = model_letters(predictor.first)
-        self.stream_index = 0
+        self.incremental_ism = settings.method == "ism" and scan_path(predictor, True) == INCREMENTAL
 
     def reference_features(self, member: LoadedModel, device) -> torch.Tensor:
         """The features' reference: the training means the checkpoint stores, else zeros (z-scored features)."""
@@ -347,20 +347,27 @@ class Attributor:
         sequence = example.sequence
         positions = np.arange(len(sequence))
         made = substitution_mask(sequence, positions, letters)
-        mutants = [
-            Example(example.id, mutant, example.features, example.protein_sequence)
-            for _, _, mutant in substitutions(sequence, positions, letters)
-        ]
-        scored = [example, *mutants]
-        values = np.concatenate(
-            [
-                self.predictor.predict_batch(scored[start : start + 64])[..., self.settings.target]
-                for start in range(0, len(scored), 64)
-            ]
-        )  # (1 + substitutions, members)
-        reference = values[0]
-        found = []
         rows, columns = np.nonzero(made)
+        members = len(self.predictor.members)
+        if self.incremental_ism:  # each substitution at the cost of what it changes, as mutagenesis scores it
+            shape = (len(positions), len(letters), members, self.predictor.num_outputs)
+            ref_pred, alt_pred = incremental_scan(self.predictor, example, positions, letters, rows, columns, shape)
+            reference = ref_pred[:, self.settings.target]
+            values = np.concatenate([reference[None], alt_pred[rows, columns, :, self.settings.target]])
+        else:
+            mutants = [
+                Example(example.id, mutant, example.features, example.protein_sequence)
+                for _, _, mutant in substitutions(sequence, positions, letters)
+            ]
+            scored = [example, *mutants]
+            values = np.concatenate(
+                [
+                    self.predictor.predict_batch(scored[start : start + 64])[..., self.settings.target]
+                    for start in range(0, len(scored), 64)
+                ]
+            )  # (1 + substitutions, members)
+            reference = values[0]
+        found = []
         for index in range(len(self.predictor.members)):
             filled = np.full(made.shape, reference[index])
             filled[rows, columns] = values[1:, index]

@@ -59,7 +59,7 @@ def test_a_minus_strand_gene_one_pass_per_sequence_and_deltas_of_direct_calls(fi
     output = tmp_path / "gB.npz"
     result = mutagenesis(
         predictor, gene="gB", genome=files["genome"], bed=files["bed"], window=CROP, scan=(-10, 10), batch_size=16,
-        output=output, tsv=tmp_path / "gB.tsv", plot=tmp_path / "gB.png",
+        output=output, tsv=tmp_path / "gB.tsv", plot=tmp_path / "gB.png", incremental=False,
     )  # fmt: skip
     positions = 20
     for sizes in calls:  # every member: the reference and 3 mutants per position, each once, in batches of 16
@@ -104,10 +104,30 @@ def test_a_minus_strand_gene_one_pass_per_sequence_and_deltas_of_direct_calls(fi
     assert record["target"]["strand"] == "-"
 
 
+@pytest.mark.parametrize("family", ["dna", "protein"])
+def test_the_incremental_path_gives_the_full_paths_numbers(files, models, family):
+    if family == "dna":
+        target = dict(gene="gB", genome=files["genome"], bed=files["bed"], window=CROP, scan=(-40, 40))
+        members = files["models"]
+    else:
+        target = dict(sequence=random_protein(np.random.default_rng(3), 90))
+        members = [models["protein"]]
+    predictor = Predictor.from_pretrained(members, device="cpu")
+    fast = mutagenesis(predictor, **target)
+    full = mutagenesis(predictor, **target, incremental=False)
+    assert fast.record["path"].startswith("incremental") and full.record["path"].startswith("full")
+    np.testing.assert_allclose(fast.ref_pred, full.ref_pred, rtol=0, atol=1e-12)
+    scale = np.stack([scale[1] for scale in predictor.scales])[None, None]  # z-score units: 1e-5 of a label's std
+    assert np.array_equal(np.isnan(fast.alt_pred), np.isnan(full.alt_pred))
+    assert np.nanmax(np.abs(fast.alt_pred - full.alt_pred) / scale) < 1e-5
+
+
 def test_the_default_scan_is_the_2000_positions_around_the_tss_clipped_to_the_sequence(files):
     predictor = Predictor.from_pretrained(files["models"][:1], device="cpu")
     calls = count_forward_passes(predictor)
-    result = mutagenesis(predictor, gene="gA", genome=files["genome"], bed=files["bed"], window=CROP, batch_size=300)
+    result = mutagenesis(
+        predictor, gene="gA", genome=files["genome"], bed=files["bed"], window=CROP, batch_size=300, incremental=False
+    )
     assert result.positions.tolist() == list(range(300))  # -1000..+999 clipped to the 300-base window
     assert sum(calls[0]) == 3 * 300 + 1 and len(calls[0]) == 4
     assert "clipped" in result.record["scan"]
