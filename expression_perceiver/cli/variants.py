@@ -94,6 +94,11 @@ def add_variant_effect_parser(subparsers) -> argparse.ArgumentParser:
     add_feature_arguments(group)
     add_protein_arguments(group)
     add_run_arguments(parser)
+    parser.add_argument(
+        "--no-incremental", action="store_true",
+        help="run every ALT window through the full forward pass (by default SNVs and equal-length substitutions "
+        "are scored at the cost of what each changes, the same numbers to float32 rounding, where that is exact)",
+    )  # fmt: skip
     parser.set_defaults(run=run_variant_effect)
     return parser
 
@@ -162,6 +167,7 @@ def run_variant_effect(args: argparse.Namespace) -> int:
         output=args.output,
         annotate_vcf=args.annotate_vcf,
         members=args.members,
+        incremental=not args.no_incremental,
         **run_options(args),
     )
     if summary is not None and not args.quiet:  # None: a process of a multi-process run other than rank 0

@@ -44,8 +44,9 @@ from .api import prepare_inputs
 from .attribution_files import AttributionFile, AttributionWriter
 from .inputs import CropRule, Example
 from .models import LoadedModel
-from .mutagenesis import INCREMENTAL, LETTERS, incremental_scan, scan_path, substitution_mask
+from .mutagenesis import LETTERS, substitution_mask
 from .predictor import Predictor
+from .substitutions import INCREMENTAL, incremental_scan, scan_path
 from .task import Chunk, InferenceRun, RunSummary, report_lines
 from .windows import substitutions
 from .writers import sidecar_path

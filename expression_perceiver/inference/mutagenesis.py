@@ -41,18 +41,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..data.atomic import AtomicFile
 from ..data.errors import DataError, ReadReport, file_label
 from ..data.genome import Genome, select_genome_windows
 from ..data.motifs import MotifDatabase, MotifHit, annotate_sequence, motif_database, package_version
-from ..data.standardization import in_data_units
 from ..data.tables import read_fasta
 from ..data.xpresso import XPRESSO_BEST_WINDOW
-from ..modeling.substitutions_expression_perceiver import unsupported_reason
 from .inputs import Example, InputPreparer, ModelInputs
 from .predictor import DEFAULT_BATCH_SIZE, Predictor
+from .substitutions import INCREMENTAL, incremental_scan, scan_path
 from .task import Chunk, GeneInputs, InferenceRun, report_lines
 from .variants import read_windows
 from .windows import gene_windows, substitutions
@@ -429,57 +427,6 @@ def mutagenesis(
         if run.writes:  # rank 0 of a launched run, or the only process
             write_files(run, result, output, tsv, plot)
     return result
-
-
-INCREMENTAL = "incremental: each substitution at the cost of what it changes (model.score_substitutions)"
-FULL = "full: every mutant through the whole forward pass"
-
-
-def scan_path(predictor: Predictor, incremental: bool) -> str:
-    """The incremental path where every member supports it exactly, in float32, reading the sequence as given (a
-    model trained with positions dropped reads a cropped window at evaluation); else the full forward."""
-    if not incremental or predictor.precision != torch.float32:
-        return FULL
-    for member in predictor.members:
-        supported = getattr(member.model, "score_substitutions", None) is not None
-        if not supported or unsupported_reason(member.model) is not None or member.collator.applies_masking():
-            return FULL
-    return INCREMENTAL
-
-
-def incremental_scan(
-    predictor: Predictor,
-    reference: Example,
-    positions: np.ndarray,
-    letters: str,
-    rows: np.ndarray,
-    columns: np.ndarray,
-    shape: tuple[int, int, int, int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """`ref_pred` (models, outputs) and `alt_pred` (positions, letters, models, outputs) as `place_results` gives
-    them, each member scoring the reference once and its substitutions incrementally."""
-    alt_pred = np.full(shape, np.nan)
-    ref_pred = np.empty(shape[2:])
-    for index, (member, batch) in enumerate(predictor._batches([reference])):
-        tokens = torch.tensor(member.tokenizer.convert_tokens_to_ids(list(letters)), device=predictor.device)
-        with torch.no_grad():
-            reference_logits = member.model(**batch).logits
-            logits = member.model.score_substitutions(
-                batch["input_ids"][0],
-                torch.as_tensor(positions[rows], device=predictor.device),
-                tokens[torch.as_tensor(columns, device=predictor.device)],
-                attention_mask=batch.get("attention_mask"),
-                features=batch.get("features"),
-            )
-        scale = predictor.scales[index]
-        for values, target in ((reference_logits, None), (logits, (rows, columns))):
-            values = values.double().cpu().numpy()
-            values = in_data_units(values, *scale) if scale is not None else values
-            if target is None:
-                ref_pred[index] = values[0]
-            else:
-                alt_pred[target[0], target[1], index] = values
-    return ref_pred, alt_pred
 
 
 def load_motifs(motifs: str | os.PathLike | bool | MotifDatabase | None, p_value: float) -> MotifDatabase | None:

@@ -43,6 +43,7 @@ from ..data.vcf import AnnotatedVcfWriter, VcfReader, VcfRecord
 from ..data.xpresso import XPRESSO_BEST_WINDOW
 from .inputs import Example, InputPreparer
 from .predictor import DEFAULT_BATCH_SIZE, Predictor
+from .substitutions import INCREMENTAL, scan_path, substituted_values
 from .task import GeneInputs, InferenceRun, Progress, RunSummary, report_lines
 from .windows import (
     DNA_LETTERS,
@@ -81,6 +82,10 @@ INDEL_RULE = (
 INFO_ID = "EP_EFFECT"
 RECORDS_PER_BLOCK = 2_048
 ALT_CACHE_SIZE = 200_000
+# Prepared reference windows kept for the incremental path (VCF records come sorted: the windows in use are recent).
+REFERENCE_CACHE_SIZE = 256
+# ALT windows differing from the reference in at most this many positions are scored incrementally.
+MAX_SUBSTITUTED_POSITIONS = 16
 
 
 @dataclass
@@ -126,8 +131,10 @@ class VariantScorer:
         proteins: Mapping[str, str] | None,
         fill_missing_features: bool,
         batch_size: int,
+        incremental: bool = True,
     ):
         self.predictor = predictor
+        self.path = scan_path(predictor, incremental)
         self.genome = genome
         self.windows = list(windows)
         self.index = WindowIndex(windows)
@@ -141,8 +148,9 @@ class VariantScorer:
         self.ref_values: dict[int, np.ndarray] = {}
         self.ref_sequences: dict[int, bytes] = {}  # digests: an ALT window equal to its reference reuses it
         self.alt_values: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.ref_examples: OrderedDict[int, Example] = OrderedDict()  # the latest windows' prepared references
         self.counts: Counter[str] = Counter()
-        self.scored = {"reference_windows": 0, "alt_windows": 0}
+        self.scored = {"reference_windows": 0, "alt_windows": 0, "alt_windows_incremental": 0}
         self._ref_checks: dict[tuple[int, str], bool] = {}
         self._lengths: dict[str, int] = {}
 
@@ -222,6 +230,35 @@ class VariantScorer:
             values[chunk.start : chunk.start + len(chunk.examples)] = chunk.values
         return values
 
+    def _predict_substitutions(self, pending: dict[tuple, Example]) -> dict[tuple, np.ndarray]:
+        """Values of the pending ALT windows that differ from their reference window by substitutions only (SNVs,
+        equal-length MNVs: the same length, a few positions changed), scored incrementally, one reference per
+        window and one call per number of changed positions; indels are left to the full forward pass."""
+        by_window: dict[int, list[tuple[tuple, Example]]] = {}
+        for key, example in pending.items():
+            by_window.setdefault(key[0], []).append((key, example))
+        found: dict[tuple, np.ndarray] = {}
+        for index, items in by_window.items():
+            window = self.windows[index]
+            reference = self.ref_examples.get(index) or self._example(
+                window, window.reference(self.genome), f"{window.gene_id}|ref"
+            )
+            codes = np.frombuffer(reference.sequence.encode("ascii"), dtype=np.uint8)
+            groups: dict[int, list[tuple[tuple, np.ndarray, np.ndarray]]] = {}
+            for key, example in items:
+                if len(example.sequence) != len(codes) or example.features != reference.features:
+                    continue
+                alt = np.frombuffer(example.sequence.encode("ascii"), dtype=np.uint8)
+                changed = np.flatnonzero(alt != codes)
+                if 0 < len(changed) <= MAX_SUBSTITUTED_POSITIONS:
+                    groups.setdefault(len(changed), []).append((key, changed, alt[changed]))
+            for group in groups.values():
+                positions = np.stack([changed for _, changed, _ in group])
+                letters = np.stack([letters.view("S1").astype(str) for _, _, letters in group])
+                values = substituted_values(self.predictor, reference, positions, letters)
+                found.update({key: value for (key, _, _), value in zip(group, values, strict=True)})
+        return found
+
     def score(self, rows: Sequence[EffectRow]) -> None:
         """Fills `ref_values` and `alt_values` of the rows with status `ok`, scoring what is not cached yet."""
         scored = [row for row in rows if row.status == "ok"]
@@ -230,6 +267,10 @@ class VariantScorer:
             windows = [self.windows[index] for index in new_windows]
             sequences = [window.reference(self.genome) for window in windows]
             examples = [self._example(w, s, f"{w.gene_id}|ref") for w, s in zip(windows, sequences, strict=True)]
+            for window, example in zip(windows, examples, strict=True):  # the incremental path starts from them
+                self.ref_examples[window.index] = example
+            while len(self.ref_examples) > REFERENCE_CACHE_SIZE:
+                self.ref_examples.popitem(last=False)
             values = self._predict(examples)
             for window, sequence, value in zip(windows, sequences, values, strict=True):
                 self.ref_values[window.index] = value
@@ -249,6 +290,12 @@ class VariantScorer:
                 continue
             name = f"{row.window.gene_id}|{row.record.chrom}:{row.record.pos}:{row.record.ref}>{row.alt}"
             pending[key] = self._example(row.window, sequence, name)
+        if pending and self.path == INCREMENTAL:
+            for key, value in self._predict_substitutions(pending).items():
+                self.alt_values[key] = value
+                del pending[key]
+                self.scored["alt_windows"] += 1
+                self.scored["alt_windows_incremental"] += 1
         if pending:
             values = self._predict(list(pending.values()))
             for key, value in zip(pending, values, strict=True):
@@ -480,6 +527,7 @@ def variant_effects(
     dtype: str | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    incremental: bool = True,
 ) -> RunSummary | pandas.DataFrame | None:
     """Predicted effects of the variants of a VCF on the expression of the genes whose promoter windows hold them.
 
@@ -501,6 +549,9 @@ def variant_effects(
         proteins: proteins by gene id (a table path, `ProteinSource` or mapping) for a Protein&DNAPerceiver.
         members: add each ensemble member's delta.
         batch_size, device, dtype, overwrite, progress: as for `predict`.
+        incremental: score SNVs and equal-length substitutions at the cost of what each changes
+            (`model.score_substitutions`, the same numbers to float32 rounding) where that is exact; False runs
+            every ALT window through the full forward pass. Indels always take the full pass.
 
     Returns:
         with `output`, a `RunSummary`; else a DataFrame with the TSV's columns (NaN where not scored).
@@ -523,7 +574,7 @@ def variant_effects(
             gene_list = model_windows(promoter_windows, reference, crop, tss_index, predictor, report)
             scorer = VariantScorer(
                 predictor, reference, gene_list, given.features, given.protein_sequences(), fill_missing_features,
-                batch_size,
+                batch_size, incremental,
             )  # fmt: skip
             count = len(predictor.members)
             columns = effect_columns(predictor.output_names, count, members)
@@ -562,6 +613,8 @@ def variant_effects(
                     if count > 1
                     else None,
                     "indel_rule": INDEL_RULE,
+                    "path": scorer.path
+                    + (" for SNVs and equal-length substitutions" if scorer.path == INCREMENTAL else ""),
                     "statuses": STATUSES,
                     "counts": {
                         "records": writer.records,

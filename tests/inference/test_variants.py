@@ -6,6 +6,7 @@ annotated VCF, features, TSS tables, and malformed files."""
 import json
 
 import numpy as np
+import pandas
 import pysam
 import pytest
 
@@ -206,7 +207,7 @@ def test_the_windows_scored_are_the_hand_built_ones(files, expected):
 
     predictor.predict_batch = spy
     table = variant_effects(
-        files["vcf"], predictor, genome=files["genome"], bed=files["bed"], window=CROP, batch_size=3
+        files["vcf"], predictor, genome=files["genome"], bed=files["bed"], window=CROP, batch_size=3, incremental=False
     )
     references, alts = hand_sequences()
     for gene, sequence in references.items():
@@ -226,6 +227,20 @@ def test_the_windows_scored_are_the_hand_built_ones(files, expected):
     refs, alt_values = expected[0]
     wanted = [alt_values[i] - refs[row[2]] for i, row in enumerate(EXPECTED) if row[3] == "ok"]
     np.testing.assert_allclose(table.loc[ok, "delta"].to_numpy(), wanted, rtol=0, atol=2e-7)
+
+
+def test_snvs_and_substitutions_scored_incrementally_give_the_full_paths_table(files, tmp_path):
+    predictor = Predictor.from_pretrained(files["models"], device="cpu")
+    common = dict(genome=files["genome"], bed=files["bed"], window=CROP)
+    fast = variant_effects(files["vcf"], predictor, **common, output=tmp_path / "fast.tsv")
+    variant_effects(files["vcf"], predictor, **common, output=tmp_path / "full.tsv", incremental=False)
+    counts = fast.record["counts"]
+    assert 0 < counts["alt_windows_incremental"] < counts["alt_windows"]  # indels took the full pass
+    assert fast.record["path"].startswith("incremental")
+    fast_table, full_table = (pandas.read_csv(tmp_path / name, sep="\t") for name in ("fast.tsv", "full.tsv"))
+    numbers = [column for column in full_table if column.startswith(("ref_pred", "alt_pred", "delta"))]
+    assert fast_table.drop(columns=numbers).equals(full_table.drop(columns=numbers))
+    np.testing.assert_allclose(fast_table[numbers].to_numpy(), full_table[numbers].to_numpy(), rtol=0, atol=1e-5)
 
 
 def test_bgzip_tabix_input_gives_the_same_table(files, tmp_path):
