@@ -13,6 +13,7 @@
 5. Efficiency of the cross-attention kernel against this machine's measured matmul peaks.
 6. End-to-end `predict` (FASTA in, TSV out) against the bare model's forward pass.
 7. `attribute` (gradient x input, integrated gradients, DeepLIFT/SHAP) against the forward+backward passes each needs.
+8. Substitutions scored incrementally (a mutagenesis scan, SNV variant effects) against the full forward pass.
 Then the default DNAPerceiver (conv branch included), against --revision when given. The collator's own benchmark
 (`bench_collator.py`) runs last, after motif discovery on 10,000 sequences of 1,000 positions (`bench_motifs.py`).
 
@@ -198,6 +199,26 @@ def attribution_section(repeats: int) -> list[list[str]]:
     ]
 
 
+def substitution_section(repeats: int) -> list[list[str]]:
+    import bench_substitutions
+    import bench_variant_effects
+
+    length, positions, batch = 10_500, 200, 64
+    rows = {features: bench_substitutions.compare(features, length, positions, batch, repeats) for features in (0, 8)}
+    bench_substitutions.print_comparison(rows, length, batch)
+    ratios = [row["seconds"]["full"] / row["seconds"]["incremental"] for row in rows.values()]
+    variants = bench_variant_effects.comparison(genes=2, snvs=100, batch=32, repeats=repeats)
+    return [
+        ["8. mutagenesis scan, incremental / full", f"{min(ratios):.1f}x", ">= 8x", verdict(min(ratios), 8.0)],
+        [
+            "8. SNV variant effects, incremental / full",
+            f"{variants['ratio']:.1f}x",
+            ">= 5x",
+            verdict(variants["ratio"], 5.0),
+        ],
+    ]
+
+
 def full_model_section(revision: str | None, repeats: int) -> None:
     import bench_model
 
@@ -223,6 +244,7 @@ def main() -> None:
     summary += efficiency_section(repeats)
     summary += predict_section(3)
     summary += attribution_section(3)
+    summary += substitution_section(3)
     full_model_section(args.revision, 3)
     print("\n### Summary\n")
     print(markdown_table(["comparison", "measured", "target", "verdict"], summary))
