@@ -41,6 +41,7 @@ from .profiles import is_dna
 
 TRIM_THRESHOLD = 0.3  # modiscolite's report: positions reaching 30% of the largest summed |contribution|
 LOGO_FLANK = 4  # positions modiscolite's report shows either side of the trimmed pattern
+DIFFUSE_SHARE = 0.8  # a trimmed pattern wider than this share of its untrimmed width has no core
 HISTOGRAM_BINS = 40
 
 
@@ -69,6 +70,13 @@ class PatternSummary:
     positions: np.ndarray  # each seqlet's motif centre, in the file's positions
     reverse_share: float  # share of seqlets on the reverse strand
     matches: list[MotifMatch] = field(default_factory=list)
+    untrimmed_width: int = 0  # the pattern's width before trimming
+
+    @property
+    def diffuse(self) -> bool:
+        """No core: trimming kept most of the pattern (contribution spread evenly over it, as noise spreads it). Such
+        a pattern is not matched: a long, flat matrix finds spuriously small TOMTOM p-values against long motifs."""
+        return self.untrimmed_width > 0 and len(self.cwm) > DIFFUSE_SHARE * self.untrimmed_width
 
     @property
     def consensus(self) -> str:
@@ -108,6 +116,8 @@ class MotifReport:
             low, median, high = pattern.position_quartiles()
             best = pattern.matches[0] if pattern.matches else None
             match = f"{best.id} {best.name} (q {number(best.q_value)})" if best else "no match"
+            if pattern.diffuse:
+                match = "diffuse (no core), not matched"
             lines.append(
                 f"  {pattern.name}: {pattern.seqlets:,} seqlets, {pattern.consensus}, {match}, "
                 f"median position {number(median)} ({number(low)}..{number(high)})"
@@ -273,6 +283,7 @@ def summarise_pattern(name: str, sign: str, pattern, positions: np.ndarray) -> P
         logo_cwm=logo,
         positions=np.interp(centres, np.arange(len(positions)), positions),
         reverse_share=float(reverse.mean()) if len(reverse) else float("nan"),
+        untrimmed_width=len(cwm),
     )
 
 
@@ -292,6 +303,9 @@ def match_patterns(patterns: list[PatternSummary], database: MotifDatabase, top:
         return
     from memelite import tomtom
 
+    patterns = [pattern for pattern in patterns if not pattern.diffuse]
+    if not patterns:
+        return
     queries = [np.asfortranarray(pattern.ppm.T) for pattern in patterns]
     targets = [motif.pwm for motif in database]
     p_values, _scores, offsets, _overlaps, strands = tomtom(queries, targets)
@@ -372,13 +386,14 @@ def number(value: float | None, digits: int = 3) -> str:
 
 
 def write_patterns_tsv(path: Path, patterns: list[PatternSummary], top: int) -> None:
-    header = ["pattern", "sign", "seqlets", "width", "consensus"]
+    header = ["pattern", "sign", "seqlets", "width", "core", "consensus"]
     for rank in range(1, top + 1):
         header += [f"match{rank}", f"match{rank}_name", f"match{rank}_p", f"match{rank}_q", f"match{rank}_strand"]
     header += ["position_q1", "position_median", "position_q3", "reverse_strand_share"]
     lines = ["\t".join(header)]
     for pattern in patterns:
-        row = [pattern.name, pattern.sign, str(pattern.seqlets), str(len(pattern.ppm)), pattern.consensus]
+        core = "diffuse" if pattern.diffuse else "yes"
+        row = [pattern.name, pattern.sign, str(pattern.seqlets), str(len(pattern.ppm)), core, pattern.consensus]
         for rank in range(top):
             if rank < len(pattern.matches):
                 match = pattern.matches[rank]

@@ -84,7 +84,7 @@ def test_report_from_modisco_patterns(two_motifs, small_db, tmp_path, monkeypatc
                      "logos/pos_0.png", "logos/neg_0.png", "positions/pos_0.png", "positions/neg_0.png"}  # fmt: skip
     rows = [line.split("\t") for line in (folder / "motifs.tsv").read_text().splitlines()]
     header = rows[0]
-    assert header[:5] == ["pattern", "sign", "seqlets", "width", "consensus"]
+    assert header[:6] == ["pattern", "sign", "seqlets", "width", "core", "consensus"]
     assert rows[1][header.index("match1_name")] == "TBP" and rows[2][header.index("match1_name")] == "NFYA"
     assert rows[1][header.index("seqlets")] == str(tata.seqlets)
     assert "match3" not in header
@@ -155,3 +155,19 @@ def test_modisco_finds_the_planted_motifs(tmp_path, small_db):
     assert tata[0].matches[0].name == "TBP"
     assert any(p.matches[0].name == "NFYA" for p in report.patterns if p.sign == "negative")
     assert (tmp_path / "motifs" / "modisco_results.h5").is_file()
+
+
+def test_a_pattern_without_a_core_is_not_matched():
+    """Noise spreads contribution evenly over a pattern: trimming keeps most of it, and such a flat, wide matrix
+    would find spuriously small TOMTOM p-values against long motifs (CTCF's)."""
+    from expression_perceiver.interpretation.motifs import PatternSummary, trim_bounds
+
+    rng = np.random.default_rng(0)
+    flat = rng.uniform(0.8, 1.0, size=(40, 4))
+    peaked = np.full((40, 4), 0.01)
+    peaked[15:23] = 1.0
+    for cwm, diffuse in ((flat, True), (peaked, False)):
+        start, stop = trim_bounds(cwm)
+        summary = PatternSummary("pos_0", "positive", 10, cwm[start:stop], cwm[start:stop] / cwm[start:stop].sum(1,
+            keepdims=True), cwm, np.zeros(10), 0.5, untrimmed_width=len(cwm))  # fmt: skip
+        assert summary.diffuse == diffuse
