@@ -23,8 +23,10 @@ $(VENV)/.installed: $(VENV)/.torch pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# The motif kernels (TOMTOM, FIMO) compile into numba's cache once here, not in the first test that matches a motif.
 $(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/python -c "from expression_perceiver.data.motifs import compile_motif_kernels; compile_motif_kernels()"
 	touch $@ $(VENV)/.installed
 
 # One thread: the demo's small model runs several times slower on two threads of a shared 2-core machine.

@@ -99,6 +99,12 @@ def add_motifs_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--motif-db", type=Path, help="MEME motif file (default: JASPAR CORE vertebrates)")
     parser.add_argument("--max-seqlets", type=int, default=2000, help="seqlets per metacluster (default: %(default)s)")
     parser.add_argument("--top-matches", type=int, default=3, help="TOMTOM matches per pattern (default: %(default)s)")
+    parser.add_argument(
+        "--seqlet-window", type=int, default=21,
+        help="MoDISco's sliding window (sliding_window_size); its flank is half of it, and its trimming window and "
+        "initial flank scale with it. Short sequences need a short window: 11 for 60-base core promoters "
+        "(default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     parser.set_defaults(run=run_motifs)
@@ -203,6 +209,22 @@ def run_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def seqlet_options(window: int) -> dict:
+    """MoDISco's window options scaled from its sliding window (its defaults: 21, flank 10, trimming to 30 with 10
+    added)."""
+    if window < 5:
+        raise ValueError(f"--seqlet-window must be at least 5, got {window}")
+    if window == 21:
+        return {}
+    flank = window // 2
+    return dict(
+        sliding_window_size=window,
+        flank_size=flank,
+        trim_to_window_size=window + 2 * (flank // 2),
+        initial_flank_to_add=flank,
+    )
+
+
 def run_motifs(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.overwrite:
         raise FileExistsError(f"{args.output} already exists (pass --overwrite to replace it)")
@@ -213,7 +235,7 @@ def run_motifs(args: argparse.Namespace) -> int:
     database = motif_database(str(args.motif_db) if args.motif_db is not None else None)
     report = discover_motifs(
         opened, args.output, motif_db=database, max_seqlets=args.max_seqlets, top_matches=args.top_matches,
-        seed=args.seed, overwrite=args.overwrite,
+        seed=args.seed, overwrite=args.overwrite, **seqlet_options(args.seqlet_window),
     )  # fmt: skip
     for line in report.summary_lines():
         print(line)

@@ -284,6 +284,7 @@ def annotate_sequence(
 
 
 __all__ = [
+    "compile_motif_kernels",
     "JASPAR_LICENCE",
     "LETTERS",
     "Motif",
@@ -297,3 +298,19 @@ __all__ = [
     "read_meme",
     "write_meme",
 ]
+
+
+def compile_motif_kernels() -> None:
+    """Compiles memelite's TOMTOM and FIMO kernels into numba's on-disk cache with two tiny motifs, so that the
+    first real scan or match does not wait about a minute for them (run once after installing)."""
+    import warnings
+
+    from memelite import fimo, tomtom
+
+    rng = np.random.default_rng(0)
+    motifs = [rng.dirichlet(np.ones(4), size=8).T for _ in range(2)]  # (4, width) letter probabilities
+    with warnings.catch_warnings():  # the p-values of two targets mean nothing; only the compiling matters here
+        warnings.simplefilter("ignore", UserWarning)
+        tomtom([np.asfortranarray(motif) for motif in motifs], motifs)
+    one_hot = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 200)].T
+    fimo({"a": motifs[0], "b": motifs[1]}, one_hot[None], threshold=1e-4)
