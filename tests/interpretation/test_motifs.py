@@ -148,7 +148,7 @@ def test_modisco_finds_the_planted_motifs(tmp_path, small_db):
     plants.append(Plant(NFY, 0.6, 15, 170, sign=-1.0))
     planted = planted_set(300, 200, 100, plants, seed=0)
     file = write_planted(tmp_path / "planted.npz", planted)
-    report = discover_motifs(file, tmp_path / "motifs", motif_db=small_db, n_leiden_runs=5)
+    report = discover_motifs(file, tmp_path / "motifs", motif_db=small_db, n_leiden_runs=2)
     positive = [p for p in report.patterns if p.sign == "positive"]
     tata = [p for p in positive if TATA in p.consensus or reverse_complement(TATA) in p.consensus]
     assert tata, [p.consensus for p in report.patterns]
