@@ -3,6 +3,7 @@ deltas against the model called directly on hand-mutated sequences, the files (n
 motifs' matches on the heatmap and in the record."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from expression_perceiver.inference.mutagenesis import (
     motif_track,
     plot_mutagenesis,
 )
-from tests.inference.helpers import direct_predictions, random_protein, read_tsv, save_dna_model
+from tests.inference.helpers import direct_predictions, random_dna, random_protein, read_tsv, save_dna_model
 from tests.inference.variant_helpers import CROP, hand_window, revcomp, tss, write_genome_and_bed
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -120,6 +121,15 @@ def test_the_incremental_path_gives_the_full_paths_numbers(files, models, family
     scale = np.stack([scale[1] for scale in predictor.scales])[None, None]  # z-score units: 1e-5 of a label's std
     assert np.array_equal(np.isnan(fast.alt_pred), np.isnan(full.alt_pred))
     assert np.nanmax(np.abs(fast.alt_pred - full.alt_pred) / scale) < 1e-5
+
+
+def test_a_model_that_reads_a_cropped_window_at_evaluation_takes_the_full_path():
+    """A model trained with half of each window dropped reads the cropped window at evaluation: the substitutions'
+    positions are not the model's, so no incremental scan."""
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "dna_two_outputs_drop_masking"
+    sequence = random_dna(np.random.default_rng(0), 300)
+    result = mutagenesis(str(fixture), sequence=sequence, features={"sequence": [0.0, 0.0]}, scan=(0, 10))
+    assert result.record["path"].startswith("full")
 
 
 def test_the_default_scan_is_the_2000_positions_around_the_tss_clipped_to_the_sequence(files):
