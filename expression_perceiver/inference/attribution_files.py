@@ -92,7 +92,7 @@ class AttributionWriter:
 
     def stream(self, name: str, dtype: str = "<f4") -> StreamedArray:
         if name not in self.streams:
-            self.streams[name] = StreamedArray(self.path.with_name(f".{self.path.name}.{name}"), np.dtype(dtype))
+            self.streams[name] = StreamedArray(self.path.with_name(f"{self.path.name}.{name}"), np.dtype(dtype))
         return self.streams[name]
 
     def add(self, ids: list[str], lengths: list[int], positions: dict[str, list[np.ndarray]], rows: dict) -> None:
