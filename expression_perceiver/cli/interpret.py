@@ -228,8 +228,9 @@ def seqlet_options(window: int) -> dict:
 def run_motifs(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.overwrite:
         raise FileExistsError(f"{args.output} already exists (pass --overwrite to replace it)")
+    from ..data.motifs import motif_database
     from ..inference.attribution_files import AttributionFile
-    from ..interpretation.motifs import discover_motifs, motif_database
+    from ..interpretation.motifs import discover_motifs
 
     opened = AttributionFile.open(args.attributions)
     database = motif_database(str(args.motif_db) if args.motif_db is not None else None)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from torch import nn
 
 from ..data.errors import DataError
 from .api import prepare_inputs
-from .attribution_files import AttributionFile, AttributionWriter
+from .attribution_files import AttributionWriter
 from .inputs import CropRule, Example
 from .models import LoadedModel
 from .mutagenesis import LETTERS, substitution_mask
@@ -173,8 +174,6 @@ def shuffled(one_hot: torch.Tensor, count: int, seed: int, dinucleotide: bool) -
 def sequence_seed(seed: int, example_id: str, index: int) -> int:
     """A sequence's own shuffle seed: from the run's seed and the sequence's id and place, so a sequence gets the
     same references whatever its batch, chunk or process."""
-    import zlib
-
     return (seed * 1_000_003 + zlib.crc32(example_id.encode()) + index * 7919) % (2**32)
 
 
@@ -368,14 +367,13 @@ class Attributor:
                 ]
             )  # (1 + substitutions, members)
             reference = values[0]
+        one_hot = np.frombuffer(sequence.encode(), np.uint8)[:, None] == np.frombuffer(letters.encode(), np.uint8)
         found = []
         for index in range(len(self.predictor.members)):
             filled = np.full(made.shape, reference[index])
             filled[rows, columns] = values[1:, index]
             hypothetical = filled - filled.mean(-1, keepdims=True)
-            present = np.isin(np.frombuffer(sequence.encode(), np.uint8), np.frombuffer(letters.encode(), np.uint8))
-            hypothetical[~present] = 0.0  # N: nothing was substituted there
-            one_hot = np.frombuffer(sequence.encode(), np.uint8)[:, None] == np.frombuffer(letters.encode(), np.uint8)
+            hypothetical[~one_hot.any(-1)] = 0.0  # N: nothing was substituted there
             found.append(
                 MemberAttributions(
                     attributions=hypothetical * one_hot,
@@ -593,4 +591,4 @@ def completeness_summary(errors: list[float], predictor: Predictor) -> dict[str,
     }
 
 
-__all__ = ["METHODS", "AttributionFile", "AttributionSettings", "attribute"]
+__all__ = ["METHODS", "AttributionSettings", "attribute"]

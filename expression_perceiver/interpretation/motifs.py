@@ -30,8 +30,6 @@ from ..data.motifs import (
     LETTERS,
     Motif,
     MotifDatabase,
-    MotifHit,
-    annotate_sequence,
     motif_database,
     package_version,
     write_meme,
@@ -540,14 +538,4 @@ def jsonable(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
-__all__ = [
-    "Motif",
-    "MotifDatabase",
-    "MotifHit",
-    "MotifMatch",
-    "MotifReport",
-    "PatternSummary",
-    "annotate_sequence",
-    "discover_motifs",
-    "motif_database",
-]
+__all__ = ["MotifMatch", "MotifReport", "PatternSummary", "discover_motifs"]
