@@ -219,6 +219,16 @@ def substitution_section(repeats: int) -> list[list[str]]:
     ]
 
 
+def allocator_section(repeats: int) -> list[list[str]]:
+    import bench_allocator
+
+    results = bench_allocator.comparison(rounds=repeats)
+    bench_allocator.print_comparison(results)
+    train = results[("train", 20_000)]
+    ratio = train["glibc default"] / train["keep_freed_memory"]
+    return [["9. training step at 20,000 bases, kept / fresh memory", f"{ratio:.2f}x", "> 1x", verdict(ratio, 1.0)]]
+
+
 def full_model_section(revision: str | None, repeats: int) -> None:
     import bench_model
 
@@ -245,6 +255,7 @@ def main() -> None:
     summary += predict_section(3)
     summary += attribution_section(3)
     summary += substitution_section(3)
+    summary += allocator_section(2)
     full_model_section(args.revision, 3)
     print("\n### Summary\n")
     print(markdown_table(["comparison", "measured", "target", "verdict"], summary))

@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..allocator import keep_freed_memory
 from .baseline import add_baseline_parser
 from .interpret import add_attribute_parser, add_motifs_parser, add_profile_parser
 from .predict import add_embed_parser, add_predict_parser
@@ -134,6 +135,7 @@ def check_input_paths(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv else None
     try:

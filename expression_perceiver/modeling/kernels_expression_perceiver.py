@@ -65,6 +65,16 @@ SCORES_PER_SEQUENCE_CHUNK = 1 << 16
 MIN_CHUNK_LENGTH = 128  # below this, per-chunk overhead outweighs the memory saved
 # exp(score) for |score| <= 30 stays far from float32 overflow and underflow, so no running maximum is needed.
 UNSHIFTED_SCORE_LIMIT = 30.0
+# Below about -87.3 a float32 exp() underflows into subnormals or 0, which the CPU's exp computes several times more
+# slowly; after the shift a row's largest weight is exp(0) = 1, so weights under exp(-87) < 1e-37 of it are set to 0.
+UNDERFLOW_SCORE = -87.0
+UNDERFLOW_WEIGHT = math.exp(UNDERFLOW_SCORE)
+
+
+def exp_scores_(scores: torch.Tensor) -> torch.Tensor:
+    """exp() in place of (shifted) scores, each weight below exp(UNDERFLOW_SCORE) exactly 0 (masked -inf scores
+    too). Scores of the unshifted rows (|score| <= UNSHIFTED_SCORE_LIMIT) are left to exp() as they are."""
+    return F.threshold_(scores.clamp_min_(UNDERFLOW_SCORE).exp_(), UNDERFLOW_WEIGHT, 0.0)
 
 
 def positions_per_chunk(queries: int, max_length: int | None = None, fixed: int | None = None) -> int:
@@ -165,7 +175,7 @@ class ChunkedSequenceAttention(torch.autograd.Function):
             s, x = chunk_scores(index, start)
             if shift is not None:
                 s.sub_(shift)
-            s.exp_()
+            exp_scores_(s)
             total += s.sum(-1, keepdim=True)
             weighted.baddbmm_(s, x)
         out = weighted / total
@@ -203,7 +213,7 @@ class ChunkedSequenceAttention(torch.autograd.Function):
                 weights.sub_(shift)
             if ctx.padded[index]:
                 weights.masked_fill_(~mask[:, None, start:end], -math.inf)
-            weights.exp_()
+            exp_scores_(weights)
             grad_scaled.baddbmm_(both[:, queries:].mul_(weights), x)
             if needs_tokens or needs_positions:
                 grad_x = torch.bmm(both.transpose(1, 2), paired)

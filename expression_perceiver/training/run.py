@@ -23,6 +23,7 @@ from transformers import (
     set_seed,
 )
 
+from ..allocator import keep_freed_memory
 from ..data import DatasetMetadata, SplitSpec, build_dataset_dict, generate_promoters, load_dataset_dir
 from ..data.atomic import write_json
 from ..data.dataset_dict import owned_name, remove_abandoned
@@ -246,6 +247,7 @@ def main(
 ) -> dict:
     """One training run: `prog [recipe.yaml ...] [--flag value ...]`, with `default_recipe` (when given) as the base
     when no recipe file is given (`train.py` passes its demo recipe; `expression-perceiver train` none)."""
+    keep_freed_memory()
     model_args, data_args, masking_args, training_args, recipe = parse_arguments(argv, default_recipe, prog)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())

@@ -107,6 +107,16 @@ def test_chunked_kernel_shifts_scores_too_large_to_exponentiate():
     assert not torch.isfinite(kernels.ChunkedSequenceAttention.apply(query, *arguments, math.inf)).all()
 
 
+def test_exp_of_scores_is_exp_with_underflowing_weights_exactly_zero():
+    """Weights that float32 exp() would underflow (or nearly) are 0, the others exp()'s own bits; -inf (masked) is 0."""
+    scores = torch.cat([torch.linspace(-120.0, 30.0, 10_001), torch.tensor([-math.inf, kernels.UNDERFLOW_SCORE])])
+    weights = kernels.exp_scores_(scores.clone())
+    kept = scores > kernels.UNDERFLOW_SCORE
+    assert torch.equal(weights[kept], scores[kept].exp())
+    assert (weights[~kept] == 0).all() and int((~kept).sum()) > 2_000
+    assert (scores[~kept].double().exp() < 1e-37).all()  # what was set to 0 is below 1e-37 of a row's largest weight
+
+
 def test_chunked_kernel_with_fixed_positions_and_one_chunk():
     torch.manual_seed(0)
     config = DNAPerceiverConfig(**SMALL, position_encoding="fixed", sequence_attention="chunked")
