@@ -108,8 +108,10 @@ def padded_chunks(mask: torch.Tensor | None, length: int, chunk: int) -> list[bo
 class ChunkedSequenceAttention(torch.autograd.Function):
     """softmax(query x^T * scale) x, where x is the layer-normalised (no affine) sum of token and position
     embeddings, computed chunk by chunk in float32: x, its scores and their gradients never exist for the whole
-    sequence at once. The backward pass recomputes each chunk, as FlashAttention does, and folds the layer norm's
-    and the embedding's backward in, so it returns gradients for the (small) tables directly.
+    sequence at once. When a gradient is needed, the forward pass keeps each chunk's exponentiated scores (batch x
+    queries x length floats, the one full-length tensor) so that the backward pass does not recompute them; it
+    recomputes each chunk's x, folds the layer norm's and the embedding's backward in, and returns gradients for
+    the (small) tables directly.
 
     A sequence's outputs are the same bits in any batch, padded to any length. Chunks start at multiples of `chunk`
     and every chunk's products and sums run over exactly `chunk` positions: the last one is completed with masked
@@ -143,10 +145,12 @@ class ChunkedSequenceAttention(torch.autograd.Function):
         scaled = query * scale
         inverse = query.new_empty(batch, length, 1)  # kept for the backward pass
         scores = query.new_empty(batch, queries, chunk)
+        backward = any(ctx.needs_input_grad[:3])
+        weights = query.new_empty(len(starts), batch, queries, chunk) if backward else None  # kept for the backward
         tail = length - starts[-1]
         completed = query.new_zeros(batch, chunk, width) if tail < chunk else None  # the last chunk, full length
 
-        def chunk_scores(index: int, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        def chunk_scores(index: int, start: int, scores: torch.Tensor = scores) -> tuple[torch.Tensor, torch.Tensor]:
             end = min(start + chunk, length)
             x = centred_chunk(tokens, positions, input_ids, start, end)
             inverse[:, start:end] = inverse_rms(x, eps)
@@ -172,51 +176,43 @@ class ChunkedSequenceAttention(torch.autograd.Function):
         weighted = query.new_zeros(batch, queries, width)
         total = query.new_zeros(batch, queries, 1)
         for index, start in enumerate(starts):
-            s, x = chunk_scores(index, start)
+            s, x = chunk_scores(index, start, scores if weights is None else weights[index])
             if shift is not None:
                 s.sub_(shift)
             exp_scores_(s)
             total += s.sum(-1, keepdim=True)
             weighted.baddbmm_(s, x)
         out = weighted / total
-        ctx.save_for_backward(scaled, tokens, positions, input_ids, mask, out, total, shift, inverse)
-        ctx.scale, ctx.padding_idx, ctx.chunk, ctx.padded = scale, padding_idx, chunk, padded
+        ctx.save_for_backward(scaled, tokens, positions, input_ids, out, total, inverse, weights)
+        ctx.scale, ctx.padding_idx, ctx.chunk = scale, padding_idx, chunk
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        scaled, tokens, positions, input_ids, mask, out, total, shift, inverse = ctx.saved_tensors
+        scaled, tokens, positions, input_ids, out, total, inverse, weights = ctx.saved_tensors
         batch, queries, width = scaled.shape
         length, chunk = input_ids.shape[1], ctx.chunk
         needs_tokens, needs_positions = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        # With p = e / total (e = exp(s)) and g = grad_out / total, the scores' gradient is
+        # With p = e / total (e = exp(s), kept by the forward pass) and g = grad_out / total, the scores' gradient is
         # ds = e * (g.x - delta) with delta = g.out per row. The delta terms are folded into small per-row tensors:
         # grad q = sum_j e (g.x) x - delta * total * out, grad x = sum_i e (g.x) q + e (g - delta q).
         grad_weighted = grad_out / total
         row_delta = (grad_weighted * out).sum(-1, keepdim=True)
-        stacked = torch.cat([scaled, grad_weighted], dim=1)  # one product gives s and g.x together
-        paired = torch.cat([grad_weighted - row_delta * scaled, scaled], dim=1)  # pairs with [e; e * g.x]
+        shifted_values = grad_weighted - row_delta * scaled  # pairs with e in grad x
         grad_scaled = torch.zeros_like(scaled)
         grad_tokens = torch.zeros_like(tokens) if needs_tokens else None
         grad_positions = torch.empty_like(positions) if needs_positions else None
-        buffer = scaled.new_empty(batch * 2 * queries * chunk)
+        buffer = scaled.new_empty(batch * queries * chunk)
         for index, start in enumerate(range(0, length, chunk)):
             end = min(start + chunk, length)
             x = centred_chunk(tokens, positions, input_ids, start, end).mul_(inverse[:, start:end])
-            both = torch.bmm(
-                stacked,
-                x.transpose(1, 2),
-                out=buffer[: batch * 2 * queries * (end - start)].view(batch, 2 * queries, -1),
-            )
-            weights = both[:, :queries]
-            if shift is not None:
-                weights.sub_(shift)
-            if ctx.padded[index]:
-                weights.masked_fill_(~mask[:, None, start:end], -math.inf)
-            exp_scores_(weights)
-            grad_scaled.baddbmm_(both[:, queries:].mul_(weights), x)
+            e = weights[index, :, :, : end - start]
+            # e * (g.x), (batch, queries, positions)
+            out_dots = buffer[: batch * queries * (end - start)].view(batch, queries, -1)
+            weighted_dots = torch.bmm(grad_weighted, x.transpose(1, 2), out=out_dots).mul_(e)
+            grad_scaled.baddbmm_(weighted_dots, x)
             if needs_tokens or needs_positions:
-                grad_x = torch.bmm(both.transpose(1, 2), paired)
+                grad_x = torch.bmm(e.transpose(1, 2), shifted_values).baddbmm_(weighted_dots.transpose(1, 2), scaled)
                 # Through x = centred * inverse: grad_centred = inverse * (grad_x - x * mean(grad_x * x)).
                 dot = torch.linalg.vecdot(grad_x, x).unsqueeze_(-1)
                 grad_centred = grad_x.addcmul_(x, dot, value=-1.0 / width).mul_(inverse[:, start:end])
