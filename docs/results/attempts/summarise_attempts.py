@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def main(folder: str) -> None:
-    print("attempt\tseed\tbest_epoch\tvalidation_r2\tvalidation_R2\twall_time_s")
+    print("attempt\tseed\tepochs\tvalidation_r2\tvalidation_R2\twall_time_s")
     for attempt in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
         r2 = []
         for run in sorted(attempt.glob("seed*/results.json")):
