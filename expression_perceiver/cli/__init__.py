@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 # datasets, so that a mistyped path is answered at once.
 INPUT_PATH_ARGUMENTS = (
     "input", "folder", "table", "fasta", "genome", "bed", "labels", "half_life", "protein_table", "features",
-    "proteins", "vcf", "tss_table", "dataset_dir", "study_file", "study_dir", "attributions", "motif_db",
+    "proteins", "vcf", "tss_table", "dataset_dir", "study_file", "study_dir", "other_study_dir", "attributions",
+    "motif_db",
 )  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 STUDY_EPILOG = """examples:
   expression-perceiver study plan studies/epd_human_masking.yaml
@@ -67,6 +68,14 @@ def add_study_parser(subparsers) -> None:
     report = actions.add_parser("report", help="Table 1, Figure 1 and study.json from the finished cells")
     report.add_argument("study_dir", help="the study's output folder")
     report.set_defaults(run=run_report)
+
+    compare = actions.add_parser(
+        "compare", help="two studies' Table 1 side by side, and whether each setting's effect differs between them"
+    )
+    compare.add_argument("study_dir", help="study A's output folder")
+    compare.add_argument("other_study_dir", help="study B's output folder (same settings and reference)")
+    compare.add_argument("-o", "--output", required=True, help="the comparison as Markdown (.md; JSON written beside)")
+    compare.set_defaults(run=run_compare)
 
 
 def check_counts(args: argparse.Namespace, names: tuple[str, ...]) -> None:
@@ -150,4 +159,17 @@ def run_report(args: argparse.Namespace) -> int:
     from ..study.report import report_study
 
     report_study(args.study_dir)
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from ..study.comparison import write_comparison
+
+    if not args.output.endswith(".md"):
+        raise ValueError(f"{args.output}: the comparison is written as Markdown; name it .md")
+    for folder in (args.study_dir, args.other_study_dir):
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{folder}: study folder not found")
+    write_comparison(args.study_dir, args.other_study_dir, args.output)
+    print(f"comparison written to {args.output} (and {Path(args.output).with_suffix('.json')})")
     return 0

@@ -8,6 +8,10 @@ initialisation and data order, so pairing removes that shared noise) and by Hedg
 comparisons are Holm-corrected together, and so are the paired ones; significance is decided on the Holm-corrected
 Welch p-value and written out as a verdict in words.
 
+Two studies of the same settings (human and mouse labels, say) are compared setting by setting by the difference of
+their effects against their own reference (`compare_effects`): a difference of two differences of means over four
+independent groups of runs, with a Welch-Satterthwaite t-interval and test.
+
 Every distribution and test comes from scipy. Degenerate inputs do not raise: fewer than two runs in a group, or no
 variance in either group, give nan statistics and a verdict that says why no test was made.
 """
@@ -254,3 +258,47 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return float(value)
     return value
+
+
+@dataclass
+class EffectComparison:
+    """Whether one setting's effect against the reference differs between two studies A and B."""
+
+    setting: str
+    effect_a: float  # mean(setting) - mean(reference) in study A
+    effect_b: float
+    difference: float  # effect_b - effect_a
+    difference_ci: tuple[float, float]  # Welch-Satterthwaite t-interval of the difference
+    p: float  # two-sided test of no difference
+    degrees_of_freedom: float
+    p_holm: float | None = None  # filled by holm() over the settings compared
+
+    def to_dict(self) -> dict:
+        """Plain Python numbers (the interval as a list), so the comparison can be written as JSON."""
+        return {key: _plain(value) for key, value in asdict(self).items()}
+
+
+def compare_effects(
+    setting: str,
+    values_a: Sequence[float],
+    reference_a: Sequence[float],
+    values_b: Sequence[float],
+    reference_b: Sequence[float],
+) -> EffectComparison:
+    """(mean(values_b) - mean(reference_b)) - (mean(values_a) - mean(reference_a)), the four groups taken as
+    independent runs: its standard error is the root of the sum of each group's variance of the mean, its degrees of
+    freedom Welch-Satterthwaite's. nan statistics when a group has fewer than two runs or no group varies."""
+    groups = [_as_array(list(group)) for group in (values_a, reference_a, values_b, reference_b)]
+    means = [float(np.mean(group)) if group.size else _NAN for group in groups]
+    effect_a, effect_b = means[0] - means[1], means[2] - means[3]
+    difference = effect_b - effect_a
+    if any(group.size < 2 for group in groups) or all(_is_constant(group) for group in groups):
+        return EffectComparison(setting, effect_a, effect_b, difference, (_NAN, _NAN), _NAN, _NAN)
+    parts = [float(np.var(group, ddof=1)) / group.size for group in groups]
+    standard_error = math.sqrt(sum(parts))
+    degrees = sum(parts) ** 2 / sum(part**2 / (group.size - 1) for part, group in zip(parts, groups, strict=True))
+    half_width = float(stats.t.ppf(0.5 + _CONFIDENCE / 2, degrees)) * standard_error
+    p = float(2 * stats.t.sf(abs(difference) / standard_error, degrees))
+    return EffectComparison(
+        setting, effect_a, effect_b, difference, (difference - half_width, difference + half_width), p, degrees
+    )

@@ -251,3 +251,32 @@ def test_a_shift_only_the_paired_test_sees_is_said_beside_the_welch_verdict():
     assert comparison.welch_p_holm > 0.05 and comparison.paired_p_holm < 0.05
     assert comparison.verdict.startswith("no difference from none detectable at n = 5 vs 5")
     assert "the paired test over 5 matching seeds does find a consistent gain" in comparison.verdict
+
+
+def test_compare_effects_is_the_difference_of_differences_with_a_welch_satterthwaite_interval():
+    from expression_perceiver.study.statistics import compare_effects
+
+    a, ref_a = [0.30, 0.32, 0.31], [0.28, 0.29, 0.27, 0.30]
+    b, ref_b = [0.20, 0.24, 0.22], [0.29, 0.31, 0.30]
+    effect = compare_effects("s", a, ref_a, b, ref_b)
+    groups = [np.array(g) for g in (a, ref_a, b, ref_b)]
+    expected = (groups[2].mean() - groups[3].mean()) - (groups[0].mean() - groups[1].mean())
+    parts = [g.var(ddof=1) / g.size for g in groups]
+    se = np.sqrt(sum(parts))
+    df = sum(parts) ** 2 / sum(p**2 / (g.size - 1) for p, g in zip(parts, groups, strict=True))
+    assert effect.difference == pytest.approx(expected)
+    assert effect.degrees_of_freedom == pytest.approx(df)
+    half = stats.t.ppf(0.975, df) * se
+    assert effect.difference_ci == pytest.approx((expected - half, expected + half))
+    assert effect.p == pytest.approx(2 * stats.t.sf(abs(expected) / se, df))
+    assert effect.p < 0.01  # the setting costs about 0.09 in B and gains 0.02 in A
+    same = compare_effects("s", a, ref_a, a, ref_a)
+    assert same.difference == 0 and same.p == pytest.approx(1.0)
+
+
+def test_compare_effects_degenerate_gives_nan_statistics():
+    from expression_perceiver.study.statistics import compare_effects
+
+    effect = compare_effects("s", [0.3], [0.2, 0.21], [0.3, 0.31], [0.2, 0.22])
+    assert effect.difference == pytest.approx((0.305 - 0.21) - (0.3 - 0.205), abs=1e-12)  # the means still count
+    assert np.isnan(effect.p) and np.isnan(effect.difference_ci[0])
