@@ -10,10 +10,9 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 import torch
-from bench_utils import machine_line, markdown_table, run_script
+from bench_utils import interleaved_medians, machine_line, markdown_table, run_script
 
 from expression_perceiver.allocator import SWITCH, keep_freed_memory
 from expression_perceiver.modeling import DNAPerceiverConfig, DNAPerceiverForSequenceClassification
@@ -29,13 +28,7 @@ def time_steps(mode: str, length: int, steps: int) -> float:
     torch.manual_seed(0)
     state = DNAPerceiverForSequenceClassification(DNAPerceiverConfig()).state_dict()
     step = full_model_step(DNAPerceiverForSequenceClassification, DNAPerceiverConfig, state, mode, BATCH, length)
-    step()
-    seconds = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+    return interleaved_medians({"step": step}, steps)["step"]
 
 
 def comparison(rounds: int = 3, steps: int = 3, lengths=LENGTHS) -> dict:

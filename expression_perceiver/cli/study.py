@@ -167,9 +167,6 @@ def run_compare(args: argparse.Namespace) -> int:
 
     if not args.output.endswith(".md"):
         raise ValueError(f"{args.output}: the comparison is written as Markdown; name it .md")
-    for folder in (args.study_dir, args.other_study_dir):
-        if not Path(folder).is_dir():
-            raise FileNotFoundError(f"{folder}: study folder not found")
     write_comparison(args.study_dir, args.other_study_dir, args.output)
     print(f"comparison written to {args.output} (and {Path(args.output).with_suffix('.json')})")
     return 0
