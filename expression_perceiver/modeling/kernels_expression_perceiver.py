@@ -144,13 +144,14 @@ class ChunkedSequenceAttention(torch.autograd.Function):
         padded = padded_chunks(mask, length, chunk)
         scaled = query * scale
         inverse = query.new_empty(batch, length, 1)  # kept for the backward pass
-        scores = query.new_empty(batch, queries, chunk)
         backward = any(ctx.needs_input_grad[:3])
         weights = query.new_empty(len(starts), batch, queries, chunk) if backward else None  # kept for the backward
+        scores = query.new_empty(batch, queries, chunk) if weights is None else None
         tail = length - starts[-1]
         completed = query.new_zeros(batch, chunk, width) if tail < chunk else None  # the last chunk, full length
 
-        def chunk_scores(index: int, start: int, scores: torch.Tensor = scores) -> tuple[torch.Tensor, torch.Tensor]:
+        def chunk_scores(index: int, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+            """The chunk's scores, in the chunk's kept weights when there are some, and its centred positions."""
             end = min(start + chunk, length)
             x = centred_chunk(tokens, positions, input_ids, start, end)
             inverse[:, start:end] = inverse_rms(x, eps)
@@ -158,7 +159,7 @@ class ChunkedSequenceAttention(torch.autograd.Function):
             if end - start < chunk:
                 completed[:, : end - start] = x
                 x = completed
-            s = torch.bmm(scaled, x.transpose(1, 2), out=scores)
+            s = torch.bmm(scaled, x.transpose(1, 2), out=scores if weights is None else weights[index])
             if padded[index]:
                 s[:, :, : end - start].masked_fill_(~mask[:, None, start:end], -math.inf)
             if end - start < chunk:
@@ -176,7 +177,7 @@ class ChunkedSequenceAttention(torch.autograd.Function):
         weighted = query.new_zeros(batch, queries, width)
         total = query.new_zeros(batch, queries, 1)
         for index, start in enumerate(starts):
-            s, x = chunk_scores(index, start, scores if weights is None else weights[index])
+            s, x = chunk_scores(index, start)
             if shift is not None:
                 s.sub_(shift)
             exp_scores_(s)
