@@ -19,7 +19,7 @@ declare -A ATTEMPTS=(
   [dropout_0.4]="--config_overrides $LATENTS,dropout=0.4"
 )
 for seed in 0 1; do
-  for name in recipe cosine_12 lr_2e-4 weight_decay_0.05 dropout_0.4; do
+  for name in cosine_12 weight_decay_0.05 dropout_0.4 recipe lr_2e-4; do
     out=outputs/attempts/proteome/$name/seed$seed
     [ -f "$out/results.json" ] && continue
     # shellcheck disable=SC2086
