@@ -70,7 +70,9 @@ def add_study_parser(subparsers) -> None:
     report.set_defaults(run=run_report)
 
     compare = actions.add_parser(
-        "compare", help="two studies' Table 1 side by side, and whether each setting's effect differs between them"
+        "compare",
+        help="two studies' Table 1 rows and Figure 1 points side by side, and whether each setting's effect differs "
+        "between them",
     )
     compare.add_argument("study_dir", help="study A's output folder")
     compare.add_argument("other_study_dir", help="study B's output folder (same settings and reference)")

@@ -1,6 +1,6 @@
 """Two studies of the same settings side by side: Table 1's rows of each (human and mouse labels, two molecules, two
-recipes), and for every setting whether its effect against the reference differs between them
-(`statistics.compare_effects`, Holm-corrected across the settings compared)."""
+recipes) and the Figure 1 points that are not also Table 1 rows, and for every setting whether its effect against the
+reference differs between them (`statistics.compare_effects`, Holm-corrected across all the settings compared)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,34 @@ from pathlib import Path
 from typing import Any
 
 from ..data.atomic import write_json
+from ..data_collators import MaskingSettings
 from .report import finished_cells, fmt, fmt_p
-from .spec import Study, load_study_dir
+from .spec import Study, load_study_dir, mask_size
 from .statistics import EffectComparison, compare_effects, holm, summarize
 
 
 def setting_values(study: Study) -> dict[str, list[float]]:
-    """Test r2 of every finished cell of each Table 1 setting, by setting name."""
+    """Test r2 of every finished cell of each Table 1 setting, by setting name, then of each Figure 1 point that is
+    not a Table 1 setting (named by its curve and size: `random_span (mask), 12 positions`)."""
     finished, _ = finished_cells(study)
-    return {setting.name: [result.r2 for result in finished.get(setting.masking, [])] for setting in study.table}
+    values = {setting.name: [result.r2 for result in finished.get(setting.masking, [])] for setting in study.table}
+    in_table = {setting.masking for setting in study.table}
+    for curve in study.figure:
+        for masking in curve.maskings:
+            if masking not in in_table:
+                values[f"{curve.label}, {point_size(masking)}"] = [r.r2 for r in finished.get(masking, [])]
+    return values
+
+
+def point_size(masking: MaskingSettings) -> str:
+    if masking.mask_fraction is not None:
+        return f"{100 * masking.mask_fraction:g}% of length"
+    return f"{mask_size(masking):g} positions"
 
 
 def compare_studies(directory_a: str | Path, directory_b: str | Path) -> dict[str, Any]:
-    """Each Table 1 setting the two studies share: both summaries and the difference of its effects (B - A)."""
+    """Each setting (Table 1 row or Figure 1 point) the two studies share: both summaries and the difference of its
+    effects (B - A)."""
     study_a, study_b = load_study_dir(Path(directory_a)), load_study_dir(Path(directory_b))
     if study_a.reference != study_b.reference:
         raise ValueError(
@@ -60,7 +75,8 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
         "",
         f"Test r2 (mean +- sample std over seeds) of each setting in A = `{a}` and B = `{b}`; effect = mean(setting) - "
         f"mean({reference}) within a study; B - A = the difference of the two effects, with a Welch-Satterthwaite "
-        "95% t-interval over the four groups of runs and its two-sided p, Holm-corrected across the settings.",
+        "95% t-interval over the four groups of runs and its two-sided p, Holm-corrected across the settings (Table 1 "
+        "rows, then the Figure 1 points that are not Table 1 rows).",
         "",
         "| setting | n (A, B) | A: test r2 | B: test r2 | effect in A | effect in B | B - A | 95% CI | p (Holm) |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -17,16 +17,19 @@ TABLE = [{"name": "none", "strategy": "none"}, {"name": "first half removed", "s
          "mask_fraction": 0.5}]  # fmt: skip
 
 
-def finished_study(folder: Path, r2: dict[str, list[float]]) -> Path:
-    """A study folder whose cells are finished with the given test r2 per setting (seeds 0..n-1)."""
+def finished_study(folder: Path, r2: dict[str, list[float]], figure: list | None = None) -> Path:
+    """A study folder whose cells are finished with the given test r2 per setting (seeds 0..n-1); a Figure 1 point
+    that is not a Table 1 row takes its r2 under its size."""
     folder.mkdir()
     study = {"name": folder.name, "output_dir": str(folder), "seeds": len(r2["none"]), "table": TABLE,
              "overrides": {"config_overrides": SMALL_OVERRIDES, "synthetic_num_genes": 80}}  # fmt: skip
+    if figure:
+        study["figure"] = figure
     (folder / STUDY_COPY).write_text(yaml.safe_dump(study))
     loaded = load_study_dir(folder)
     for cell in loaded.cells():
-        setting = next(s.name for s in loaded.table if s.masking == cell.masking)
-        value = r2[setting][cell.seed]
+        setting = next((s.name for s in loaded.table if s.masking == cell.masking), None)
+        value = r2[setting if setting else str(cell.masking.mask_fraction)][cell.seed]
         Path(cell.output_dir).mkdir(parents=True)
         results = {"identity": cell_identity(cell), "test": {"r2": value}, "validation": {"r2": value}}
         (Path(cell.output_dir) / RESULTS_FILE).write_text(json.dumps(results))
@@ -58,3 +61,23 @@ def test_compare_refuses_a_non_markdown_output_and_a_missing_folder(tmp_path, ca
     assert main(["study", "compare", str(human), str(tmp_path / "absent"), "-o", str(tmp_path / "out.md")]) == 2
     assert "absent" in capsys.readouterr().err
     assert not (tmp_path / "out.md").exists()
+
+
+def test_compare_adds_the_figure_points_that_are_not_table_rows(tmp_path):
+    figure = [{"strategy": "first", "mode": "drop", "mask_fraction": [0, 0.25, 0.5]}]
+    r2_a = {"none": [0.30, 0.31, 0.29], "first half removed": [0.20, 0.21, 0.19], "0.25": [0.25, 0.26, 0.24]}
+    r2_b = {"none": [0.30, 0.31, 0.29], "first half removed": [0.20, 0.21, 0.19], "0.25": [0.29, 0.30, 0.28]}
+    human = finished_study(tmp_path / "human", r2_a, figure)
+    mouse = finished_study(tmp_path / "mouse", r2_b, figure)
+    output = tmp_path / "species.md"
+    assert main(["study", "compare", str(human), str(mouse), "-o", str(output)]) == 0
+    comparison = json.loads(output.with_suffix(".json").read_text())
+    # 0 is `none` and 0.5 is the Table 1 row: only 0.25 is added, once
+    settings = [row["setting"] for row in comparison["settings"]]
+    assert settings == ["none", "first half removed", "first (drop), 25% of length"]
+    table_row, point = comparison["effects"]
+    assert table_row["difference"] == pytest.approx(0.0)
+    assert point["effect_a"] == pytest.approx(-0.05) and point["effect_b"] == pytest.approx(-0.01)
+    assert point["p_holm"] == pytest.approx(min(1.0, 2 * point["p"]))  # Holm over both settings compared
+    row = "| first (drop), 25% of length | 3, 3 | 0.2500 +- 0.0100 | 0.2900 +- 0.0100 | -0.0500 | -0.0100 | +0.0400 |"
+    assert row in output.read_text()
