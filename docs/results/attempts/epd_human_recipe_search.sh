@@ -7,6 +7,8 @@
 #   python docs/results/attempts/summarise_attempts.py outputs/attempts/epd_human > docs/results/attempts/epd_human_recipe_search.tsv
 set -u
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1
+# shellcheck source=run_attempt.sh
+source "$(dirname "$0")/run_attempt.sh"
 RECIPE=configs/epd_human_dna_perceiver.yaml
 SHAPE="max_sequence_length=60,conv_stem_pool_size=2,conv_tower_pool_size=2,conv_pooled_positions=8"
 declare -A ATTEMPTS=(
@@ -19,12 +21,8 @@ declare -A ATTEMPTS=(
 )
 for name in recipe lr_1e-3 lr_1e-4 dropout_0.5 latents_64 no_masking; do
   for seed in 0 1; do
-    out=outputs/attempts/epd_human/$name/seed$seed
-    [ -f "$out/results.json" ] && continue
     # shellcheck disable=SC2086
-    .venv/bin/expression-perceiver train $RECIPE ${ATTEMPTS[$name]} --seed $seed --output_dir "$out" \
-      --resume_from_checkpoint auto > "outputs/logs/attempt_epd_${name}_seed$seed.log" 2>&1
-    rm -rf "$out"/checkpoint-*  # results only: the search keeps no weights
+    run_attempt epd_human $RECIPE "$name" "$seed" ${ATTEMPTS[$name]}
   done
 done
 echo ALLDONE

@@ -8,6 +8,8 @@
 #   python docs/results/attempts/summarise_attempts.py outputs/attempts/proteome > docs/results/attempts/proteome_recipe_search.tsv
 set -u
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1
+# shellcheck source=run_attempt.sh
+source "$(dirname "$0")/run_attempt.sh"
 RECIPE=configs/proteome_protein_perceiver.yaml
 LATENTS="num_latents=64,latent_dim=64,self_attention_heads=4,self_attention_head_dim=32"
 declare -A ATTEMPTS=(
@@ -22,12 +24,8 @@ declare -A ATTEMPTS=(
 )
 for seed in 0 1; do
   for name in cosine_12 weight_decay_0.05 dropout_0.4 recipe latents_128 lr_2e-4; do
-    out=outputs/attempts/proteome/$name/seed$seed
-    [ -f "$out/results.json" ] && continue
     # shellcheck disable=SC2086
-    .venv/bin/expression-perceiver train $RECIPE ${ATTEMPTS[$name]} --seed $seed --output_dir "$out" \
-      --resume_from_checkpoint auto > "outputs/logs/attempt_proteome_${name}_seed$seed.log" 2>&1
-    rm -rf "$out"/checkpoint-*  # results only: the search keeps no weights
+    run_attempt proteome $RECIPE "$name" "$seed" ${ATTEMPTS[$name]}
   done
 done
 echo ALLDONE
