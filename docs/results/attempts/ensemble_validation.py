@@ -8,16 +8,16 @@ split only, through the package's own `predict` (an ensemble when given several 
 
 import sys
 
-import datasets
-
 from expression_perceiver import predict
+from expression_perceiver.data.dataset_dict import load_dataset_dir
 from expression_perceiver.inference.inputs import InputFile
 from expression_perceiver.training.metrics import compute_expression_metrics
 
 
 def validation_r2(dataset_dir: str, models: list[str]) -> float:
     frame = predict(InputFile(dataset_dir, kind="dataset", split="validation"), models)
-    observed = datasets.load_from_disk(dataset_dir)["validation"].to_pandas().set_index("gene_id")["label"]
+    splits, _ = load_dataset_dir(dataset_dir)
+    observed = splits["validation"].to_pandas().set_index("gene_id")["label"]
     predicted = frame.filter(like="predicted_").iloc[:, 0].to_numpy()
     metrics = compute_expression_metrics(predicted, observed.loc[frame["id"]].to_numpy())
     return float(metrics["r2"])
