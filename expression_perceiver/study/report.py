@@ -15,6 +15,7 @@ import csv
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..data.atomic import write_json
 from ..data_collators import MaskingSettings
+from ..provenance import package_code_changes, package_code_state
 from ..training.metrics import calibration_line, compute_expression_metrics
 from .cells import DONE, RESULTS_FILE, cell_state
 from .spec import Cell, Study, cell_key, load_study_dir, mask_size
@@ -195,16 +197,38 @@ def source_revisions(finished: dict[MaskingSettings, list[CellResult]]) -> list[
     )
 
 
-def revisions_line(revisions: list[str]) -> str:
-    """A sentence on the code the cells ran: one revision, or a warning that the numbers mix code versions."""
+def revisions_line(
+    revisions: list[str],
+    state: Callable[[str], str | None] = package_code_state,
+    changes: Callable[[str, str], list[str]] = package_code_changes,
+) -> str:
+    """A sentence on the code the cells ran: one revision; several whose package code is the same (they differ in
+    documents or results only); or a warning that the numbers mix code, naming the package files that differ."""
     short = [
         revision[:12] + (" (with uncommitted changes)" if "uncommitted" in revision else "") for revision in revisions
     ]
     if len(revisions) == 1:
         return f"All cells ran code revision {short[0]}."
+    states = {revision: state(revision) for revision in revisions}
+    known: dict[str, str] = {}  # package code state -> the first revision that holds it
+    for revision, code in states.items():
+        if code is not None:
+            known.setdefault(code, revision)
+    if None not in states.values() and len(known) == 1:
+        return (
+            f"The cells ran {len(revisions)} code revisions ({', '.join(short)}) with the same package code: they "
+            "differ outside it (documents, results), so no difference between rows is one of this package's code."
+        )
+    representatives = list(known.values())  # one revision per package code state
+    changed = sorted({path for other in representatives[1:] for path in changes(representatives[0], other)})
+    unknown = sum(code is None for code in states.values())
     return (
-        f"**The cells ran {len(revisions)} code revisions** ({', '.join(short)}): a difference between rows may be one "
-        "of code; rerun the older cells (delete their folders) to compare like with like."
+        f"**The cells ran {len(revisions)} code revisions** ({', '.join(short)}) with package code in "
+        f"{len(known) + unknown} states"
+        + (f" (files that differ: {', '.join(changed)})" if changed else "")
+        + (f"; {unknown} of them cannot be compared (uncommitted changes or unknown here)" if unknown else "")
+        + ": a difference between rows may be one of code; rerun the older cells (delete their folders) to compare "
+        "like with like."
     )
 
 

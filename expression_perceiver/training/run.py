@@ -257,6 +257,7 @@ def main(
     if training_args.push_to_hub:
         bound_hub_requests(training_args.hub_request_timeout)
     started = time.time()
+    revision = source_revision()  # the code this run loads now, whatever is committed while it trains
     remove_abandoned(tempfile.gettempdir(), SCRATCH_PREFIX)  # left by killed runs
     scratch = tempfile.TemporaryDirectory(prefix=owned_name(SCRATCH_PREFIX) + "-")
 
@@ -334,7 +335,7 @@ def main(
             "identity": identity,
             "data": {**metadata.to_dict(), "fingerprint": fingerprint},
             "versions": versions(),
-            "source_revision": source_revision(),
+            "source_revision": revision,
             "device": device_name(),
             "world_size": training_args.world_size,
             "wall_time_s": time.time() - started,

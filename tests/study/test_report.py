@@ -11,10 +11,22 @@ from expression_perceiver.study.spec import Cell
 def test_cells_from_several_code_revisions_are_flagged():
     one = revisions_line(["a" * 40])
     assert one == f"All cells ran code revision {'a' * 12}."
-    mixed = revisions_line(["a" * 40, "b" * 40 + " (with uncommitted changes)"])
-    listed = "aaaaaaaaaaaa, bbbbbbbbbbbb (with uncommitted changes)"
-    assert mixed.startswith(f"**The cells ran 2 code revisions** ({listed})")
+    # a and b hold the same package code (b changed a document), c changed the model, d has uncommitted changes.
+    states = {"a" * 40: "tree1", "b" * 40: "tree1", "c" * 40: "tree2"}
+    changes = {("a" * 40, "c" * 40): ["expression_perceiver/modeling/modeling_expression_perceiver.py"]}
+    same = revisions_line(["a" * 40, "b" * 40], states.get, lambda old, new: changes[old, new])
+    assert same.startswith("The cells ran 2 code revisions (aaaaaaaaaaaa, bbbbbbbbbbbb) with the same package code")
+    assert "rerun" not in same
+    mixed = revisions_line(["a" * 40, "b" * 40, "c" * 40], states.get, lambda old, new: changes[old, new])
+    assert mixed.startswith("**The cells ran 3 code revisions** (aaaaaaaaaaaa, bbbbbbbbbbbb, cccccccccccc)")
+    assert "package code in 2 states (files that differ: expression_perceiver/modeling/modeling_" in mixed
     assert "rerun the older cells" in mixed
+    dirty = "d" * 40 + " (with uncommitted changes)"
+    unknown = revisions_line(["a" * 40, dirty], states.get, lambda old, new: changes[old, new])
+    assert (
+        "dddddddddddd (with uncommitted changes)) with package code in 2 states; 1 of them cannot be compared"
+        in unknown
+    )
 
 
 def test_calibration_is_read_from_each_cells_predictions(tmp_path):
