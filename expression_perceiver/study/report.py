@@ -197,6 +197,22 @@ def source_revisions(finished: dict[MaskingSettings, list[CellResult]]) -> list[
     )
 
 
+def cell_devices(finished: dict[MaskingSettings, list[CellResult]]) -> list[str]:
+    """The devices the finished cells were trained on (`device` of their results: a GPU's name or the CPU threads)."""
+    return sorted({result.results.get("device") or "unknown" for results in finished.values() for result in results})
+
+
+def devices_line(devices: list[str]) -> str:
+    """A sentence on where the cells ran: one device, or a warning that the numbers mix devices."""
+    if len(devices) == 1:
+        return f"All cells ran on {devices[0]}."
+    return (
+        f"**The cells ran on {len(devices)} devices** ({', '.join(devices)}): floating-point sums run in another order "
+        "on another device or thread count, so the same cell and seed can train to a different model; rerun the "
+        "cells of one device to compare like with like."
+    )
+
+
 def revisions_line(
     revisions: list[str],
     state: Callable[[str], str | None] = package_code_state,
@@ -232,7 +248,9 @@ def revisions_line(
     )
 
 
-def table_markdown(study: Study, rows: list[dict], missing: list[Cell], total: int, revisions: list[str]) -> str:
+def table_markdown(
+    study: Study, rows: list[dict], missing: list[Cell], total: int, revisions: list[str], devices: list[str]
+) -> str:
     baseline = next((row["kmer_baseline"] for row in rows if row["kmer_baseline"]), None)
     lines = [
         f"# {study.name}: Table 1",
@@ -245,7 +263,7 @@ def table_markdown(study: Study, rows: list[dict], missing: list[Cell], total: i
         "seeds, 95% t-interval); R2 = 1 - SSres/SStot; calibration: slope of the least-squares line of the measured "
         "values on the predicted ones (1 when calibrated; mean over seeds); tests against "
         f"`{study.reference}` are Welch's t-test and the paired t-test over matching seeds, Holm-corrected across "
-        "rows; g is Hedges' g. " + revisions_line(revisions),
+        "rows; g is Hedges' g. " + revisions_line(revisions) + " " + devices_line(devices),
         "",
         "| setting | masking | n | test r2 | 95% CI | R2 | calibration slope | Spearman | vs reference "
         "| Welch p (Holm) | paired p (Holm) | g | epochs run | why stopped |",
@@ -387,8 +405,8 @@ def report_study(directory: str | Path, print_line=print) -> dict[str, Any]:
         raise ValueError(f"{directory}: none of the study's {total} cells is finished yet; nothing to report")
     rows, _ = table_rows(study, finished)
     curves = figure_points(study, finished)
-    revisions = source_revisions(finished)
-    (directory / "table1.md").write_text(table_markdown(study, rows, missing, total, revisions))
+    revisions, devices = source_revisions(finished), cell_devices(finished)
+    (directory / "table1.md").write_text(table_markdown(study, rows, missing, total, revisions, devices))
     write_table_csv(directory / "table1.csv", rows)
     plot_figure(directory, study, rows, curves)
     summary = {
@@ -396,6 +414,7 @@ def report_study(directory: str | Path, print_line=print) -> dict[str, Any]:
         "cells": {"total": total, "finished": total - len(missing), "missing": [c.name for c in missing]},
         "selection": "each cell selected its checkpoint on the validation split and read its test split once",
         "source_revisions": revisions,
+        "devices": devices,
         "table": rows,
         "figure": curves,
         "per_cell": [

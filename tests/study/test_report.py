@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from expression_perceiver.data_collators import MaskingSettings
-from expression_perceiver.study.report import CellResult, calibration_of, revisions_line
+from expression_perceiver.study.report import CellResult, calibration_of, devices_line, revisions_line
 from expression_perceiver.study.spec import Cell
 
 
@@ -27,6 +27,13 @@ def test_cells_from_several_code_revisions_are_flagged():
         "dddddddddddd (with uncommitted changes)) with package code in 2 states; 1 of them cannot be compared"
         in unknown
     )
+
+
+def test_cells_from_several_devices_are_flagged():
+    assert devices_line(["CPU (1 threads)"]) == "All cells ran on CPU (1 threads)."
+    mixed = devices_line(["CPU (1 threads)", "CPU (2 threads)"])
+    assert mixed.startswith("**The cells ran on 2 devices** (CPU (1 threads), CPU (2 threads))")
+    assert "rerun the cells of one device" in mixed
 
 
 def test_calibration_is_read_from_each_cells_predictions(tmp_path):
