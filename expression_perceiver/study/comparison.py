@@ -44,7 +44,12 @@ def compare_studies(directory_a: str | Path, directory_b: str | Path) -> dict[st
             f"{study_a.reference!r}; effects against different references are not comparable"
         )
     values_a, values_b = setting_values(study_a), setting_values(study_b)
-    shared = [name for name in values_a if name in values_b]
+    # A setting is compared where both studies have finished cells of it; the rest are named, not tabulated.
+    shared = [name for name in values_a if values_a[name] and values_b.get(name)]
+    not_compared = {
+        "no finished cells in A": [name for name in values_b if values_b[name] and not values_a.get(name)],
+        "no finished cells in B": [name for name in values_a if values_a[name] and not values_b.get(name)],
+    }
     reference = study_a.reference
     for directory, values in ((directory_a, values_a), (directory_b, values_b)):
         if len(values.get(reference, [])) < 2:
@@ -65,6 +70,7 @@ def compare_studies(directory_a: str | Path, directory_b: str | Path) -> dict[st
             for name in shared
         ],
         "effects": [effect.to_dict() for effect in effects],
+        "not_compared": {why: names for why, names in not_compared.items() if names},
     }
 
 
@@ -95,6 +101,8 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
             cells += [f"{effect['effect_a']:+.4f}", f"{effect['effect_b']:+.4f}", f"{effect['difference']:+.4f}"]
             cells += [interval, f"{fmt_p(effect['p'])} ({fmt_p(effect['p_holm'])})"]
         lines.append("| " + " | ".join(cells) + " |")
+    for why, names in comparison.get("not_compared", {}).items():
+        lines += ["", f"Not compared ({why}): {', '.join(names)}."]
     lines += ["", "Verdicts (Holm-corrected p < 0.05 decides):", ""]
     for effect in comparison["effects"]:
         low, high = effect["difference_ci"]

@@ -81,3 +81,22 @@ def test_compare_adds_the_figure_points_that_are_not_table_rows(tmp_path):
     assert point["p_holm"] == pytest.approx(min(1.0, 2 * point["p"]))  # Holm over both settings compared
     row = "| first (drop), 25% of length | 3, 3 | 0.2500 +- 0.0100 | 0.2900 +- 0.0100 | -0.0500 | -0.0100 | +0.0400 |"
     assert row in output.read_text()
+
+
+def test_compare_names_the_settings_only_one_study_has_run(tmp_path):
+    figure = [{"strategy": "first", "mode": "drop", "mask_fraction": [0, 0.25, 0.5]}]
+    r2 = {"none": [0.30, 0.31, 0.29], "first half removed": [0.20, 0.21, 0.19], "0.25": [0.25, 0.26, 0.24]}
+    planned = finished_study(tmp_path / "planned", r2, figure)
+    for results in planned.glob("cells/first-drop-f0.25/*/" + RESULTS_FILE):
+        results.unlink()  # the point is planned in A, never run
+    run = finished_study(tmp_path / "run", r2, figure)
+    output = tmp_path / "rerun.md"
+    assert main(["study", "compare", str(planned), str(run), "-o", str(output)]) == 0
+    comparison = json.loads(output.with_suffix(".json").read_text())
+    assert [row["setting"] for row in comparison["settings"]] == ["none", "first half removed"]
+    (effect,) = comparison["effects"]
+    assert effect["p_holm"] == pytest.approx(effect["p"])  # Holm over the one setting compared
+    assert comparison["not_compared"] == {"no finished cells in A": ["first (drop), 25% of length"]}
+    text = output.read_text()
+    assert "Not compared (no finished cells in A): first (drop), 25% of length." in text
+    assert "nan" not in text
