@@ -102,7 +102,7 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
             cells += [interval, f"{fmt_p(effect['p'])} ({fmt_p(effect['p_holm'])})"]
         lines.append("| " + " | ".join(cells) + " |")
     for why, names in comparison.get("not_compared", {}).items():
-        lines += ["", f"Not compared ({why}): {', '.join(names)}."]
+        lines += ["", f"Not compared ({why}): {'; '.join(names)}."]
     lines += ["", "Verdicts (Holm-corrected p < 0.05 decides):", ""]
     for effect in comparison["effects"]:
         low, high = effect["difference_ci"]
