@@ -190,16 +190,10 @@ def fmt_p(value: float | None) -> str:
     return f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
 
 
-def source_revisions(finished: dict[MaskingSettings, list[CellResult]]) -> list[str]:
-    """The code revisions the finished cells were trained at (`source_revision` of their results)."""
-    return sorted(
-        {result.results.get("source_revision") or "unknown" for results in finished.values() for result in results}
-    )
-
-
-def cell_devices(finished: dict[MaskingSettings, list[CellResult]]) -> list[str]:
-    """The devices the finished cells were trained on (`device` of their results: a GPU's name or the CPU threads)."""
-    return sorted({result.results.get("device") or "unknown" for results in finished.values() for result in results})
+def recorded(finished: dict[MaskingSettings, list[CellResult]], field: str) -> list[str]:
+    """The distinct values the finished cells' results record under `field` (`source_revision`: the code revisions
+    they trained at; `device`: a GPU's name or the CPU threads)."""
+    return sorted({result.results.get(field) or "unknown" for results in finished.values() for result in results})
 
 
 def devices_line(devices: list[str]) -> str:
@@ -405,7 +399,7 @@ def report_study(directory: str | Path, print_line=print) -> dict[str, Any]:
         raise ValueError(f"{directory}: none of the study's {total} cells is finished yet; nothing to report")
     rows, _ = table_rows(study, finished)
     curves = figure_points(study, finished)
-    revisions, devices = source_revisions(finished), cell_devices(finished)
+    revisions, devices = recorded(finished, "source_revision"), recorded(finished, "device")
     (directory / "table1.md").write_text(table_markdown(study, rows, missing, total, revisions, devices))
     write_table_csv(directory / "table1.csv", rows)
     plot_figure(directory, study, rows, curves)
